@@ -1,0 +1,135 @@
+"""The small vocabulary of ways a state authority check fails.
+
+Every failure raised by a probe is an :class:`StateAuthorityError` (a Chaos
+Toolkit ``ActivityFailed``) whose message reads
+``<class>: <S3 error code>: <what happened> (hint: <what to do>)`` so that
+journals, evidence and operators can group failures without parsing prose.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, Literal
+
+import botocore.exceptions
+from chaoslib.exceptions import ActivityFailed
+
+if TYPE_CHECKING:
+    from probes.s3client import StateAuthority
+
+__all__: list[str] = []  # helpers, not activities
+
+ErrorClass = Literal[
+    "endpoint-unreachable",
+    "timeout",
+    "no-such-bucket",
+    "no-such-key",
+    "access-denied",
+    "lock-not-exclusive",
+    "integrity-mismatch",
+    "versioning-disabled",
+    "other",
+]
+
+ERROR_CLASSES: Final[tuple[str, ...]] = (
+    "endpoint-unreachable",
+    "timeout",
+    "no-such-bucket",
+    "no-such-key",
+    "access-denied",
+    "lock-not-exclusive",
+    "integrity-mismatch",
+    "versioning-disabled",
+    "other",
+)
+
+_HINTS: Final[dict[str, str]] = {
+    "endpoint-unreachable": "is the S3 server running and AWS_ENDPOINT_URL_S3 right?",
+    "timeout": "the endpoint accepted the connection but did not answer in time; check the server's health",
+    "no-such-bucket": "check TOFU_STATE_BUCKET; if the bucket exists on disk, the server lost its bucket index (the RustFS incident)",
+    "no-such-key": "check TOFU_STATE_KEY; a missing state key means tofu would see an empty state",
+    "access-denied": "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the identity's permissions",
+    "lock-not-exclusive": "the server ignores If-None-Match: OpenTofu's use_lockfile cannot protect state here",
+    "integrity-mismatch": "the server returned different bytes than were written",
+    "versioning-disabled": "enable versioning on the state bucket before trusting it with state",
+    "other": "see the S3 error code; run with --debug for details",
+}
+
+_ACCESS_CODES: Final[frozenset[str]] = frozenset(
+    {
+        "AccessDenied",
+        "403",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "AuthorizationHeaderMalformed",
+        "AllAccessDisabled",
+    }
+)
+
+
+class StateAuthorityError(ActivityFailed):  # type: ignore[misc]
+    """A classified state-authority failure; ``str()`` is the one-line message."""
+
+    def __init__(self, error_class: str, code: str, detail: str, hint: str = "") -> None:
+        self.error_class = error_class
+        self.code = code or "-"
+        self.detail = detail
+        self.hint = hint or _HINTS.get(error_class, _HINTS["other"])
+        super().__init__(f"{error_class}: {self.code}: {detail} (hint: {self.hint})")
+
+    def with_note(self, note: str) -> StateAuthorityError:
+        """The same failure with ``note`` appended to its detail."""
+        return StateAuthorityError(self.error_class, self.code, f"{self.detail}; {note}", self.hint)
+
+    def as_dict(self) -> dict[str, str]:
+        """JSON-serialisable form: class, code and message."""
+        return {"class": self.error_class, "code": self.code, "message": str(self)}
+
+
+def classify(
+    exc: BaseException, authority: StateAuthority | None = None, subject: str = ""
+) -> StateAuthorityError:
+    """Map a botocore exception to the failure vocabulary."""
+    where = authority.endpoint if authority is not None else "the endpoint"
+    what = f" ({subject})" if subject else ""
+    if isinstance(exc, StateAuthorityError):
+        return exc
+    if isinstance(
+        exc,
+        botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectTimeoutError,
+    ):
+        name = type(exc).__name__
+        return StateAuthorityError("timeout", name, f"no answer from {where}{what} in time")
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionClosedError):
+        return StateAuthorityError(
+            "endpoint-unreachable", type(exc).__name__, f"cannot connect to {where}{what}"
+        )
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+        return StateAuthorityError(
+            "access-denied", type(exc).__name__, "no usable credentials were found"
+        )
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        message = str(error.get("Message") or "")
+        op = getattr(exc, "operation_name", "")
+        detail = f"{op} failed{what}" + (f": {message}" if message else "")
+        if code == "NoSuchBucket":
+            return StateAuthorityError("no-such-bucket", code, detail)
+        if code in {"NoSuchKey", "NoSuchVersion"}:
+            return StateAuthorityError("no-such-key", code, detail)
+        if code == "404":
+            if op == "HeadBucket":
+                return StateAuthorityError("no-such-bucket", code, detail)
+            return StateAuthorityError("no-such-key", code, detail)
+        if code in _ACCESS_CODES:
+            return StateAuthorityError("access-denied", code, detail)
+        if code in {"RequestTimeout", "RequestTimeoutException"}:
+            return StateAuthorityError("timeout", code, detail)
+        return StateAuthorityError("other", code, detail)
+    if isinstance(exc, botocore.exceptions.HTTPClientError):
+        return StateAuthorityError(
+            "endpoint-unreachable", type(exc).__name__, f"connection to {where} failed{what}: {exc}"
+        )
+    return StateAuthorityError("other", type(exc).__name__, f"{exc}{what}")
