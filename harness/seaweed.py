@@ -125,7 +125,10 @@ class SeaweedS3:
         master, volume, filer = self._pick_ports()
         self.process = ManagedProcess(
             name="seaweedfs",
-            argv=[weed_binary(), *server_args(self.ip, self.data_dir, config, master, volume, filer, self.s3_port)],
+            argv=[
+                weed_binary(),
+                *server_args(self.ip, self.data_dir, config, master, volume, filer, self.s3_port),
+            ],
             log_path=self.data_dir / "weed.log",
             healthy=lambda: s3_ready(self.ip, self.s3_port),
             start_timeout_s=self.start_timeout_s,

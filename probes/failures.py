@@ -84,7 +84,13 @@ class StateAuthorityError(ActivityFailed):  # type: ignore[misc]
 
     def as_dict(self) -> dict[str, str]:
         """JSON-serialisable form: class, code and message."""
-        return {"class": self.error_class, "code": self.code, "message": str(self)}
+        return {
+            "class": self.error_class,
+            "code": self.code,
+            "message": str(self),
+            "detail": self.detail,
+            "hint": self.hint,
+        }
 
 
 def classify(
@@ -101,17 +107,23 @@ def classify(
     ):
         name = type(exc).__name__
         return StateAuthorityError("timeout", name, f"no answer from {where}{what} in time")
-    if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionClosedError):
+    if isinstance(
+        exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionClosedError
+    ):
         return StateAuthorityError(
             "endpoint-unreachable", type(exc).__name__, f"cannot connect to {where}{what}"
         )
-    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+    if isinstance(
+        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
         return StateAuthorityError(
             "access-denied", type(exc).__name__, "no usable credentials were found"
         )
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
-        code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        code = str(
+            error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        )
         message = str(error.get("Message") or "")
         op = getattr(exc, "operation_name", "")
         detail = f"{op} failed{what}" + (f": {message}" if message else "")

@@ -16,6 +16,7 @@ deadline of the check.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -136,11 +137,22 @@ def load_authority(
             f"check timeout must be positive, got {timeout}", "use a value such as 5"
         )
     creds = _credentials(secrets)
+    if creds[0] is None and env.get("AWS_ACCESS_KEY_ID"):
+        # explicit, so that a changed environment is seen (boto3 caches its chain)
+        creds = (env["AWS_ACCESS_KEY_ID"], env.get("AWS_SECRET_ACCESS_KEY", ""))
     return StateAuthority(
         endpoint=found_endpoint.rstrip("/"),
-        bucket=_first(bucket, cfg.get("tofu_state_bucket"), env.get("TOFU_STATE_BUCKET"), DEFAULT_BUCKET),
+        bucket=_first(
+            bucket, cfg.get("tofu_state_bucket"), env.get("TOFU_STATE_BUCKET"), DEFAULT_BUCKET
+        ),
         key=_first(key, cfg.get("tofu_state_key"), env.get("TOFU_STATE_KEY")),
-        region=_first(region, cfg.get("aws_region"), env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION"), DEFAULT_REGION),
+        region=_first(
+            region,
+            cfg.get("aws_region"),
+            env.get("AWS_REGION"),
+            env.get("AWS_DEFAULT_REGION"),
+            DEFAULT_REGION,
+        ),
         timeout_s=timeout,
         connect_timeout_s=min(1.0, timeout / 2),
         read_timeout_s=min(2.0, timeout - min(1.0, timeout / 2)),
@@ -219,18 +231,28 @@ def _transient(error: StateAuthorityError) -> bool:
     }
 
 
+def _attempt_client(authority: StateAuthority, remaining_s: float) -> Any:
+    """A client whose timeouts cannot overrun ``remaining_s`` (quarter-second steps)."""
+    if remaining_s >= authority.attempt_budget_s:
+        return s3_client(authority)
+    connect = max(0.25, math.floor(min(authority.connect_timeout_s, remaining_s / 2) * 4) / 4)
+    read = max(0.25, math.floor(min(authority.read_timeout_s, remaining_s - connect) * 4) / 4)
+    return s3_client(authority.with_overrides(connect_timeout_s=connect, read_timeout_s=read))
+
+
 def call_with_retries(
     authority: StateAuthority,
     what: str,
-    call: Callable[[], T],
+    call: Callable[[Any], T],
     deadline: float | None = None,
     subject: str = "",
 ) -> T:
-    """Run ``call`` with the authority's retry policy inside a total deadline.
+    """Run ``call(client)`` with the authority's retry policy inside a total deadline.
 
     ``deadline`` is a :func:`time.monotonic` instant (default: now plus the
-    authority's timeout). An attempt is started only if it can finish before
-    the deadline, so the check never overruns it. Raises
+    authority's timeout). Each attempt gets a client whose connect and read
+    timeouts fit in the time left, and no attempt starts after the deadline,
+    so the check cannot overrun it by more than a quarter second. Raises
     :class:`StateAuthorityError` with the class of the last failure.
     """
     end = deadline if deadline is not None else time.monotonic() + authority.timeout_s
@@ -239,7 +261,7 @@ def call_with_retries(
         attempt += 1
         started = time.monotonic()
         try:
-            result = call()
+            result = call(_attempt_client(authority, end - started))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             error = classify(exc, authority=authority, subject=subject)
             elapsed_ms = (time.monotonic() - started) * 1000
@@ -254,12 +276,9 @@ def call_with_retries(
             if not _transient(error) or attempt >= authority.retry.attempts:
                 raise error from exc
             pause = authority.retry.delay(attempt)
-            if time.monotonic() + pause + authority.attempt_budget_s > end:
-                if error.error_class == "timeout" or time.monotonic() >= end:
-                    raise error from exc
+            if time.monotonic() + pause + 0.25 > end:
                 raise error.with_note(
-                    f"gave up after attempt {attempt}: another would overrun the "
-                    f"{authority.timeout_s:g}s check deadline"
+                    f"gave up after attempt {attempt}: the {authority.timeout_s:g}s deadline is reached"
                 ) from exc
             time.sleep(pause)
             continue

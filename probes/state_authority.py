@@ -89,8 +89,7 @@ def _canary_key(kind: str) -> str:
 
 
 def _check_bucket_listed(authority: StateAuthority) -> dict[str, Any]:
-    client = s3_client(authority)
-    response = call_with_retries(authority, "list-buckets", client.list_buckets)
+    response = call_with_retries(authority, "list-buckets", lambda c: c.list_buckets())
     names = [b["Name"] for b in response.get("Buckets", [])]
     if authority.bucket not in names:
         raise StateAuthorityError(
@@ -103,11 +102,10 @@ def _check_bucket_listed(authority: StateAuthority) -> dict[str, Any]:
 
 
 def _check_bucket_reachable(authority: StateAuthority) -> dict[str, Any]:
-    client = s3_client(authority)
     response = call_with_retries(
         authority,
         "head-bucket",
-        lambda: client.head_bucket(Bucket=authority.bucket),
+        lambda c: c.head_bucket(Bucket=authority.bucket),
         subject=f"bucket {authority.bucket!r}",
     )
     region = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
@@ -126,13 +124,12 @@ def _check_state_key(authority: StateAuthority) -> dict[str, Any]:
             f"state key {authority.key!r} is under the harness's canary prefix",
             "point TOFU_STATE_KEY at a real state object",
         )
-    client = s3_client(authority)
     deadline = time.monotonic() + authority.timeout_s
     try:
         head = call_with_retries(
             authority,
             "head-state-key",
-            lambda: client.head_object(Bucket=authority.bucket, Key=authority.key),
+            lambda c: c.head_object(Bucket=authority.bucket, Key=authority.key),
             deadline=deadline,
             subject=f"s3://{authority.bucket}/{authority.key}",
         )
@@ -143,7 +140,7 @@ def _check_state_key(authority: StateAuthority) -> dict[str, Any]:
                 call_with_retries(
                     authority,
                     "head-bucket",
-                    lambda: client.head_bucket(Bucket=authority.bucket),
+                    lambda c: c.head_bucket(Bucket=authority.bucket),
                     deadline=deadline,
                     subject=f"bucket {authority.bucket!r}",
                 )
@@ -168,7 +165,6 @@ def _delete_quietly(authority: StateAuthority, key: str, version_ids: list[str |
         raise StateAuthorityError(
             "other", "guard", f"refusing to delete {key!r} outside {CANARY_PREFIX}"
         )
-    client = s3_client(authority)
     ok = True
     for version_id in version_ids or [None]:
         kwargs: dict[str, Any] = {"Bucket": authority.bucket, "Key": key}
@@ -178,7 +174,7 @@ def _delete_quietly(authority: StateAuthority, key: str, version_ids: list[str |
             call_with_retries(
                 authority,
                 "cleanup-delete",
-                lambda kw=kwargs: client.delete_object(**kw),  # type: ignore[misc]
+                lambda c, kw=kwargs: c.delete_object(**kw),  # type: ignore[misc]
                 deadline=time.monotonic() + _CLEANUP_BUDGET_S,
             )
         except StateAuthorityError as exc:
@@ -195,7 +191,6 @@ def _check_canary_round_trip(authority: StateAuthority, size_bytes: int = 1024) 
             f"canary size {size_bytes} is outside 1..{MAX_CANARY_BYTES} bytes",
             "use the default 1024",
         )
-    client = s3_client(authority)
     key = _canary_key("canary")
     body = os.urandom(size_bytes)
     digest = hashlib.sha256(body).hexdigest()
@@ -204,7 +199,7 @@ def _check_canary_round_trip(authority: StateAuthority, size_bytes: int = 1024) 
     written: list[str | None] = []
     deleted = False
 
-    def timed(name: str, call: Callable[[], Any]) -> Any:
+    def timed(name: str, call: Callable[[Any], Any]) -> Any:
         started = time.monotonic()
         try:
             return call_with_retries(
@@ -214,9 +209,9 @@ def _check_canary_round_trip(authority: StateAuthority, size_bytes: int = 1024) 
             timings[f"{name}_ms"] = round((time.monotonic() - started) * 1000, 1)
 
     try:
-        put = timed("put", lambda: client.put_object(Bucket=authority.bucket, Key=key, Body=body))
+        put = timed("put", lambda c: c.put_object(Bucket=authority.bucket, Key=key, Body=body))
         written.append(put.get("VersionId"))
-        got = timed("get", lambda: client.get_object(Bucket=authority.bucket, Key=key))
+        got = timed("get", lambda c: c.get_object(Bucket=authority.bucket, Key=key))
         try:
             data = got["Body"].read()
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
@@ -232,10 +227,10 @@ def _check_canary_round_trip(authority: StateAuthority, size_bytes: int = 1024) 
         delete_kwargs: dict[str, Any] = {"Bucket": authority.bucket, "Key": key}
         if version_id and version_id != "null":
             delete_kwargs["VersionId"] = version_id
-        timed("delete", lambda: client.delete_object(**delete_kwargs))
+        timed("delete", lambda c: c.delete_object(**delete_kwargs))
         deleted = True
         try:
-            timed("head_after_delete", lambda: client.head_object(Bucket=authority.bucket, Key=key))
+            timed("head_after_delete", lambda c: c.head_object(Bucket=authority.bucket, Key=key))
         except StateAuthorityError as exc:
             if exc.error_class != "no-such-key":
                 raise
@@ -253,18 +248,17 @@ def _check_canary_round_trip(authority: StateAuthority, size_bytes: int = 1024) 
 
 
 def _check_versioning(authority: StateAuthority) -> dict[str, Any]:
-    client = s3_client(authority)
     response = call_with_retries(
         authority,
         "get-bucket-versioning",
-        lambda: client.get_bucket_versioning(Bucket=authority.bucket),
+        lambda c: c.get_bucket_versioning(Bucket=authority.bucket),
         subject=f"bucket {authority.bucket!r}",
     )
     status = response.get("Status") or "Never enabled"
     if status != "Enabled":
         raise StateAuthorityError(
             "versioning-disabled",
-            status.replace(" ", ""),
+            "NeverEnabled" if status == "Never enabled" else status,
             f"bucket {authority.bucket!r} versioning is {status!r}",
         )
     return {"bucket": authority.bucket, "status": status}
@@ -337,14 +331,18 @@ def _check_lock_exclusive(authority: StateAuthority, race_writers: int = 8) -> d
         if written:
             _delete_quietly(authority, key, written)
     if time.monotonic() >= deadline:
-        raise StateAuthorityError("timeout", "deadline", "lock check ran out of time before the race")
+        raise StateAuthorityError(
+            "timeout", "deadline", "lock check ran out of time before the race"
+        )
 
     race_key = _canary_key("locks") + "-race.tflock"
     barrier = threading.Barrier(race_writers)
     outcomes: list[_PutOutcome | StateAuthorityError] = []
     outcomes_lock = threading.Lock()
 
-    race_budget_s = max(authority.read_timeout_s, deadline - time.monotonic() - authority.connect_timeout_s)
+    race_budget_s = max(
+        authority.read_timeout_s, deadline - time.monotonic() - authority.connect_timeout_s
+    )
 
     def contender(index: int) -> None:
         try:
@@ -355,7 +353,9 @@ def _check_lock_exclusive(authority: StateAuthority, race_writers: int = 8) -> d
         except StateAuthorityError as exc:
             outcome = exc
         except threading.BrokenBarrierError:
-            outcome = StateAuthorityError("timeout", "barrier", "race contenders did not start in time")
+            outcome = StateAuthorityError(
+                "timeout", "barrier", "race contenders did not start in time"
+            )
         with outcomes_lock:
             outcomes.append(outcome)
 
@@ -367,7 +367,9 @@ def _check_lock_exclusive(authority: StateAuthority, race_writers: int = 8) -> d
         thread.start()
     for thread in threads:
         # every contender's own timeouts end it by the deadline (plus a connect)
-        thread.join(timeout=max(0.0, deadline - time.monotonic()) + authority.attempt_budget_s + 0.5)
+        thread.join(
+            timeout=max(0.0, deadline - time.monotonic()) + authority.attempt_budget_s + 0.5
+        )
     winners = [o for o in outcomes if isinstance(o, _PutOutcome) and o.status == 200]
     refused = [o for o in outcomes if isinstance(o, _PutOutcome) and o.status != 200]
     failures = [o for o in outcomes if isinstance(o, StateAuthorityError)]
@@ -377,7 +379,9 @@ def _check_lock_exclusive(authority: StateAuthority, race_writers: int = 8) -> d
         raise failures[0].with_note(f"during a race of {race_writers} conditional PUTs")
     if len(outcomes) < race_writers:
         raise StateAuthorityError(
-            "timeout", "deadline", f"{race_writers - len(outcomes)} race PUT(s) did not finish in time"
+            "timeout",
+            "deadline",
+            f"{race_writers - len(outcomes)} race PUT(s) did not finish in time",
         )
     if len(winners) != 1:
         raise StateAuthorityError(
@@ -434,11 +438,12 @@ def run_checks(authority: StateAuthority) -> list[dict[str, Any]]:
                     "name": spec.name,
                     "ok": False,
                     "duration_ms": 0.0,
-                    "error": {
-                        "class": down.error_class,
-                        "code": down.code,
-                        "message": f"{down.error_class}: {down.code}: not attempted, the endpoint is down (hint: {down.hint})",
-                    },
+                    "error": StateAuthorityError(
+                        down.error_class,
+                        down.code,
+                        "not attempted: the endpoint is down",
+                        down.hint,
+                    ).as_dict(),
                     "result": None,
                 }
             )

@@ -1,0 +1,115 @@
+"""Loopback stand-ins for broken endpoints (pure test helpers)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+
+@contextmanager
+def silent_listener() -> Iterator[str]:
+    """An endpoint that accepts TCP connections and never answers."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def closed_port_endpoint() -> str:
+    """An endpoint on a port that nothing listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def header_stripping_proxy(
+    upstream: str, access_key: str, secret_key: str, strip: str = "If-None-Match"
+) -> Iterator[str]:
+    """A loopback S3 proxy that drops one header and re-signs the request.
+
+    It stands for an S3 server that ignores conditional writes.
+    """
+    target = urlsplit(upstream)
+    credentials = Credentials(access_key, secret_key)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower()
+                not in {strip.lower(), "authorization", "x-amz-date", "host", "x-amz-content-sha256", "connection"}
+            }
+            request = AWSRequest(
+                method=self.command, url=f"{upstream}{self.path}", data=body, headers=headers
+            )
+            S3SigV4Auth(credentials, "s3", "us-east-1").add_auth(request)
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+            try:
+                connection.request(self.command, self.path, body=body, headers=dict(request.headers.items()))
+                response = connection.getresponse()
+                payload = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+            finally:
+                connection.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=2)
