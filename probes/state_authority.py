@@ -10,8 +10,6 @@ The protected state key is only ever read with HEAD. The probes write only
 under ``_flywheel-chaos/`` and remove what they wrote, even when they fail.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import logging
@@ -23,9 +21,10 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
 
 import botocore.exceptions
+from chaoslib.types import Configuration, Secrets
 
 from probes.failures import StateAuthorityError, classify
 from probes.s3client import (
@@ -36,6 +35,9 @@ from probes.s3client import (
     load_authority,
     s3_client,
 )
+
+# Activity return type; `dict[str, Any]` would show up in `chaos discover` as "object".
+Result = Dict[str, Any]  # noqa: UP006
 
 __all__ = [
     "canary_round_trip_ok",
@@ -301,7 +303,9 @@ def _lock_body(run_id: str) -> bytes:
     ).encode()
 
 
-def _check_lock_exclusive(authority: StateAuthority, race_writers: int = 8) -> dict[str, Any]:
+def _check_lock_exclusive(
+    authority: StateAuthority, race_writers: int = 8, race_timeout_s: float = 10.0
+) -> dict[str, Any]:
     if not 2 <= race_writers <= 32:
         raise StateAuthorityError(
             "other", "configuration", f"race_writers {race_writers} is outside 2..32", "use 8"
@@ -335,6 +339,11 @@ def _check_lock_exclusive(authority: StateAuthority, race_writers: int = 8) -> d
             "timeout", "deadline", "lock check ran out of time before the race"
         )
 
+    # Servers serialise contended conditional writers: SeaweedFS lets each
+    # loser retry its lock in 1 s steps, so 8 racers can take 5 s. The race
+    # has its own bound.
+    race_started = time.monotonic()
+    deadline = race_started + race_timeout_s
     race_key = _canary_key("locks") + "-race.tflock"
     barrier = threading.Barrier(race_writers)
     outcomes: list[_PutOutcome | StateAuthorityError] = []
@@ -396,6 +405,7 @@ def _check_lock_exclusive(authority: StateAuthority, race_writers: int = 8) -> d
         "race_writers": race_writers,
         "race_winners": len(winners),
         "race_refusals": sorted({o.status for o in refused}),
+        "race_ms": round((time.monotonic() - race_started) * 1000, 1),
     }
 
 
@@ -483,9 +493,9 @@ def state_bucket_listed(
     bucket: str = "",
     endpoint: str = "",
     timeout_s: float = 5.0,
-    configuration: dict[str, Any] | None = None,
-    secrets: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
     """Check that list-buckets succeeds and lists the state bucket.
 
     Returns ``{"bucket", "buckets_listed"}``. Raises ``ActivityFailed``
@@ -499,9 +509,9 @@ def state_bucket_reachable(
     bucket: str = "",
     endpoint: str = "",
     timeout_s: float = 5.0,
-    configuration: dict[str, Any] | None = None,
-    secrets: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
     """Check that HEAD of the state bucket succeeds.
 
     Returns ``{"bucket", "region"}``. Raises ``ActivityFailed`` starting with
@@ -518,9 +528,9 @@ def state_key_readable(
     bucket: str = "",
     endpoint: str = "",
     timeout_s: float = 5.0,
-    configuration: dict[str, Any] | None = None,
-    secrets: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
     """Check that HEAD of the protected state key succeeds (it is never GET, PUT or DELETE).
 
     Returns ``{"bucket", "key", "size", "etag", "last_modified", "version_id"}``.
@@ -536,9 +546,9 @@ def canary_round_trip_ok(
     bucket: str = "",
     endpoint: str = "",
     timeout_s: float = 5.0,
-    configuration: dict[str, Any] | None = None,
-    secrets: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
     """Check a bounded write/read/delete of a fresh canary under ``_flywheel-chaos/``.
 
     Writes ``size_bytes`` (1..65536) random bytes, reads them back and
@@ -556,9 +566,9 @@ def versioning_enabled(
     bucket: str = "",
     endpoint: str = "",
     timeout_s: float = 5.0,
-    configuration: dict[str, Any] | None = None,
-    secrets: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
     """Check that object versioning is Enabled on the state bucket.
 
     Returns ``{"bucket", "status"}``. Raises ``ActivityFailed`` with
@@ -569,23 +579,27 @@ def versioning_enabled(
 
 def lock_exclusive(
     race_writers: int = 8,
+    race_timeout_s: float = 10.0,
     bucket: str = "",
     endpoint: str = "",
     timeout_s: float = 5.0,
-    configuration: dict[str, Any] | None = None,
-    secrets: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
     """Check that the server enforces ``If-None-Match: *`` as OpenTofu's ``use_lockfile`` needs.
 
     A conditional PUT of a fresh canary ``.tflock`` must succeed and a second
     must get 412; then ``race_writers`` (2..32) concurrent conditional PUTs of
-    another fresh lock must let exactly one through. Lock canaries are
-    removed afterwards. Returns the observed statuses. Raises
+    another fresh lock must let exactly one through within ``race_timeout_s``
+    (servers make losers wait: SeaweedFS retries each in 1 s steps). Lock
+    canaries are removed afterwards. Returns the observed statuses. Raises
     ``ActivityFailed`` with ``lock-not-exclusive`` when a second writer gets
     in, or the class of the failing call.
     """
     authority = _authority(endpoint, bucket, "", timeout_s, configuration, secrets)
-    return _check_lock_exclusive(authority, race_writers=race_writers)
+    return _check_lock_exclusive(
+        authority, race_writers=race_writers, race_timeout_s=race_timeout_s
+    )
 
 
 def state_authority_healthy(
@@ -593,9 +607,9 @@ def state_authority_healthy(
     bucket: str = "",
     endpoint: str = "",
     timeout_s: float = 5.0,
-    configuration: dict[str, Any] | None = None,
-    secrets: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
     """Run every state-authority check: list-buckets, head-bucket, state-key HEAD,
     canary write/read/delete, versioning and lock exclusivity.
 

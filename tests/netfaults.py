@@ -79,7 +79,14 @@ def header_stripping_proxy(
                 k: v
                 for k, v in self.headers.items()
                 if k.lower()
-                not in {strip.lower(), "authorization", "x-amz-date", "host", "x-amz-content-sha256", "connection"}
+                not in {
+                    strip.lower(),
+                    "authorization",
+                    "x-amz-date",
+                    "host",
+                    "x-amz-content-sha256",
+                    "connection",
+                }
             }
             request = AWSRequest(
                 method=self.command, url=f"{upstream}{self.path}", data=body, headers=headers
@@ -87,7 +94,9 @@ def header_stripping_proxy(
             S3SigV4Auth(credentials, "s3", "us-east-1").add_auth(request)
             connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
             try:
-                connection.request(self.command, self.path, body=body, headers=dict(request.headers.items()))
+                connection.request(
+                    self.command, self.path, body=body, headers=dict(request.headers.items())
+                )
                 response = connection.getresponse()
                 payload = response.read()
                 self.send_response(response.status)
@@ -105,7 +114,9 @@ def header_stripping_proxy(
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

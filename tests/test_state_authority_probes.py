@@ -159,7 +159,9 @@ def test_an_endpoint_ignoring_if_none_match_fails_lock_exclusivity(
     with header_stripping_proxy(seaweed.endpoint, seaweed.access_key, seaweed.secret_key) as proxy:
         # the proxy itself is a faithful S3 endpoint for everything else
         assert sa.canary_round_trip_ok(endpoint=proxy)["size"] == 1024
-        with pytest.raises(ActivityFailed, match=r"^lock-not-exclusive: 200: a second If-None-Match"):
+        with pytest.raises(
+            ActivityFailed, match=r"^lock-not-exclusive: 200: a second If-None-Match"
+        ):
             sa.lock_exclusive(endpoint=proxy)
     assert _keys(s3_admin, authority_env["TOFU_STATE_BUCKET"]) == [STATE_KEY]
 
