@@ -1,0 +1,104 @@
+"""Where the lab keeps things, its pinned versions and its loopback plan."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.37.2"
+ETCD_VERSION = "v3.6.16"
+
+# Loopback plan (everything stays in 127.0.0.0/8):
+#   control plane     127.0.0.1, fixed ports below
+#   pods of node N    API address 10.244.N.X (bumble=1, honey=2, sting=3): the API
+#                     refuses loopback pod IPs in EndpointSlices, so each pod IP
+#                     has a loopback twin 127.244.N.X where its processes listen
+#   Service clusterIP 10.96.A.B is served by the service proxy on 127.96.A.B
+HOST = "127.0.0.1"
+ETCD_CLIENT_PORT = 22379
+ETCD_PEER_PORT = 22380
+APISERVER_PORT = 26443
+CONTROLLER_MANAGER_PORT = 20257
+SCHEDULER_PORT = 20259
+SERVICE_CIDR = "10.96.0.0/16"
+NODES = ("bumble", "honey", "sting")
+NODE_MONITOR_GRACE_PERIOD_S = 10
+
+
+def node_index(node: str) -> int:
+    """1-based index of a lab node; its pods live in 127.10.<index>.0/24."""
+    return NODES.index(node) + 1
+
+
+def loopback_twin(ip: str) -> str:
+    """The loopback address that stands for a lab pod IP or ClusterIP (10.A.B.C -> 127.A.B.C)."""
+    return "127." + ip.split(".", 1)[1]
+
+
+def service_address(cluster_ip: str) -> str:
+    """The loopback address the service proxy serves a ClusterIP on."""
+    return loopback_twin(cluster_ip)
+
+
+def pod_network(node: str) -> str:
+    """First three octets of the API pod addresses of ``node``."""
+    return f"10.244.{node_index(node)}"
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "flywheel-chaos"
+
+
+def bin_dir() -> Path:
+    """Per-user binary cache, one directory per pinned version set."""
+    return cache_root() / "bin" / f"kubernetes-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}"
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    """Files of one lab (default ``.lab/``, or ``FLYWHEEL_LAB_DIR``)."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls, override: str | None = None) -> LabPaths:
+        return cls(Path(override or os.environ.get("FLYWHEEL_LAB_DIR") or ".lab").resolve())
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "env"
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / "credentials.json"
+
+    def kubeconfig_for(self, component: str) -> Path:
+        return self.root / "kubeconfigs" / f"{component}.kubeconfig"
+
+    def node_dir(self, node: str) -> Path:
+        return self.root / "nodes" / node
+
+    def lock(self) -> Path:
+        return self.root / "lab.lock"

@@ -1,0 +1,169 @@
+"""Certificates and kubeconfigs for the lab's control plane (made once, kept in ``.lab/pki``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# who signs in as what: (file stem, common name, organisation)
+CLIENTS: tuple[tuple[str, str, str | None], ...] = (
+    ("admin", "flywheel-admin", "system:masters"),
+    ("controller-manager", "system:kube-controller-manager", None),
+    ("scheduler", "system:kube-scheduler", None),
+    ("node-agent", "flywheel-node-agent", "system:masters"),
+)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _name(common: str, org: str | None = None) -> x509.Name:
+    parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
+    if org:
+        parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(parts)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+
+
+def ensure_pki(directory: Path) -> None:
+    """Create the CA, the API server's serving cert, client certs and the SA key if missing."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    ca_cert_path, ca_key_path = directory / "ca.crt", directory / "ca.key"
+    if not ca_cert_path.exists():
+        ca_key = _key()
+        ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name("flywheel-lab-ca"))
+            .issuer_name(_name("flywheel-lab-ca"))
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_now())
+            .not_valid_after(_now() + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write_private(ca_key_path, _pem_key(ca_key))
+        ca_cert_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca_key_loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+    ca_cert_loaded = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
+    assert isinstance(ca_key_loaded, ec.EllipticCurvePrivateKey)
+
+    def issue(stem: str, subject: x509.Name, server: bool) -> None:
+        if (directory / f"{stem}.crt").exists():
+            return
+        key = _key()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_cert_loaded.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_now())
+            .not_valid_after(_now() + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.DNSName("kubernetes"),
+                        x509.DNSName("kubernetes.default"),
+                        x509.DNSName("kubernetes.default.svc"),
+                        x509.DNSName("kubernetes.default.svc.cluster.local"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(ca_key_loaded, hashes.SHA256())
+        _write_private(directory / f"{stem}.key", _pem_key(key))
+        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    issue("apiserver", _name("kube-apiserver"), server=True)
+    for stem, common, org in CLIENTS:
+        issue(stem, _name(common, org), server=False)
+    if not (directory / "sa.key").exists():
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _write_private(directory / "sa.key", _pem_key(sa_key))
+        (directory / "sa.pub").write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, client: str) -> None:
+    """A kubeconfig for ``client`` (a stem of :data:`CLIENTS`) with absolute file paths."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "flywheel-lab",
+                "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": client,
+                "user": {
+                    "client-certificate": str(pki / f"{client}.crt"),
+                    "client-key": str(pki / f"{client}.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "flywheel-lab", "context": {"cluster": "flywheel-lab", "user": client}}
+        ],
+        "current-context": "flywheel-lab",
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path.chmod(0o600)
