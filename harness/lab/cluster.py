@@ -38,18 +38,14 @@ import yaml
 from harness.errors import ConfigError, HarnessError
 from harness.lab.build import BINARIES, REPO, missing_binaries
 from harness.lab.paths import (
-    APISERVER_PORT,
-    CONTROLLER_MANAGER_PORT,
-    ETCD_CLIENT_PORT,
-    ETCD_PEER_PORT,
     ETCD_VERSION,
     HOST,
     KUBERNETES_VERSION,
     NODE_MONITOR_GRACE_PERIOD_S,
     NODES,
-    SCHEDULER_PORT,
     SERVICE_CIDR,
     LabPaths,
+    Ports,
     bin_dir,
     service_address,
 )
@@ -112,10 +108,13 @@ def _http_ok(url: str, timeout_s: float = 1.0) -> bool:
 class Lab:
     """One lab directory and the processes that serve it."""
 
-    def __init__(self, paths: LabPaths, topology: str = "interim") -> None:
+    def __init__(
+        self, paths: LabPaths, topology: str = "interim", ports: Ports | None = None
+    ) -> None:
         self.paths = paths
         self.topology = topology
         self.bin = bin_dir()
+        self.ports = ports or Ports.from_env()
 
     # ---------------------------------------------------------- state ---
 
@@ -169,25 +168,25 @@ class Lab:
                     str(b / "etcd"),
                     "--name=flywheel-lab",
                     f"--data-dir={p.etcd_data}",
-                    f"--listen-client-urls=http://{HOST}:{ETCD_CLIENT_PORT}",
-                    f"--advertise-client-urls=http://{HOST}:{ETCD_CLIENT_PORT}",
-                    f"--listen-peer-urls=http://{HOST}:{ETCD_PEER_PORT}",
-                    f"--initial-advertise-peer-urls=http://{HOST}:{ETCD_PEER_PORT}",
-                    f"--initial-cluster=flywheel-lab=http://{HOST}:{ETCD_PEER_PORT}",
+                    f"--listen-client-urls=http://{HOST}:{self.ports.etcd_client}",
+                    f"--advertise-client-urls=http://{HOST}:{self.ports.etcd_client}",
+                    f"--listen-peer-urls=http://{HOST}:{self.ports.etcd_peer}",
+                    f"--initial-advertise-peer-urls=http://{HOST}:{self.ports.etcd_peer}",
+                    f"--initial-cluster=flywheel-lab=http://{HOST}:{self.ports.etcd_peer}",
                     "--unsafe-no-fsync",
                     "--log-level=warn",
                     "--quota-backend-bytes=1073741824",
                 ],
-                lambda: _http_ok(f"http://{HOST}:{ETCD_CLIENT_PORT}/health"),
+                lambda: _http_ok(f"http://{HOST}:{self.ports.etcd_client}/health"),
             ),
             Component(
                 "kube-apiserver",
                 [
                     str(b / "kube-apiserver"),
-                    f"--etcd-servers=http://{HOST}:{ETCD_CLIENT_PORT}",
+                    f"--etcd-servers=http://{HOST}:{self.ports.etcd_client}",
                     f"--bind-address={HOST}",
                     f"--advertise-address={HOST}",
-                    f"--secure-port={APISERVER_PORT}",
+                    f"--secure-port={self.ports.apiserver}",
                     f"--cert-dir={p.pki / 'apiserver-generated'}",
                     f"--tls-cert-file={p.pki / 'apiserver.crt'}",
                     f"--tls-private-key-file={p.pki / 'apiserver.key'}",
@@ -205,7 +204,7 @@ class Lab:
                     "--v=1",
                     "--storage-media-type=application/json",
                 ],
-                lambda: _insecure_https(f"https://{HOST}:{APISERVER_PORT}/readyz", p),
+                lambda: _insecure_https(f"https://{HOST}:{self.ports.apiserver}/readyz", p),
                 start_timeout_s=90.0,
             ),
             Component(
@@ -216,7 +215,7 @@ class Lab:
                     f"--authentication-kubeconfig={self._kubeconfig('controller-manager')}",
                     f"--authorization-kubeconfig={self._kubeconfig('controller-manager')}",
                     f"--bind-address={HOST}",
-                    f"--secure-port={CONTROLLER_MANAGER_PORT}",
+                    f"--secure-port={self.ports.controller_manager}",
                     f"--cert-dir={p.pki / 'controller-manager-generated'}",
                     "--leader-elect=false",
                     f"--root-ca-file={p.pki / 'ca.crt'}",
@@ -230,7 +229,9 @@ class Lab:
                     "--cluster-name=flywheel-lab",
                     "--v=1",
                 ],
-                lambda: _insecure_https(f"https://{HOST}:{CONTROLLER_MANAGER_PORT}/healthz", p),
+                lambda: _insecure_https(
+                    f"https://{HOST}:{self.ports.controller_manager}/healthz", p
+                ),
             ),
             Component(
                 "kube-scheduler",
@@ -240,12 +241,12 @@ class Lab:
                     f"--authentication-kubeconfig={self._kubeconfig('scheduler')}",
                     f"--authorization-kubeconfig={self._kubeconfig('scheduler')}",
                     f"--bind-address={HOST}",
-                    f"--secure-port={SCHEDULER_PORT}",
+                    f"--secure-port={self.ports.scheduler}",
                     f"--cert-dir={p.pki / 'scheduler-generated'}",
                     "--leader-elect=false",
                     "--v=1",
                 ],
-                lambda: _insecure_https(f"https://{HOST}:{SCHEDULER_PORT}/healthz", p),
+                lambda: _insecure_https(f"https://{HOST}:{self.ports.scheduler}/healthz", p),
             ),
         ]
         for node in NODES:
@@ -291,17 +292,7 @@ class Lab:
                 f"lab binaries missing from {self.bin}: {', '.join(missing)}",
                 "run 'flywheel-chaos lab build' first (it takes a few minutes, once)",
             )
-        taken = [
-            port
-            for port in (
-                ETCD_CLIENT_PORT,
-                ETCD_PEER_PORT,
-                APISERVER_PORT,
-                CONTROLLER_MANAGER_PORT,
-                SCHEDULER_PORT,
-            )
-            if not port_free(HOST, port)
-        ]
+        taken = [port for port in self.ports.all() if not port_free(HOST, port)]
         if taken:
             raise ConfigError(
                 f"lab ports already in use on {HOST}: {', '.join(map(str, taken))}",
@@ -317,7 +308,7 @@ class Lab:
         for directory in (p.root, p.logs):
             directory.mkdir(parents=True, exist_ok=True)
         ensure_pki(p.pki)
-        api = f"https://{HOST}:{APISERVER_PORT}"
+        api = f"https://{HOST}:{self.ports.apiserver}"
         write_kubeconfig(p.kubeconfig, api, p.pki, "admin")
         for client in ("admin", "controller-manager", "scheduler", "node-agent"):
             write_kubeconfig(p.kubeconfig_for(client), api, p.pki, client)
@@ -647,7 +638,7 @@ class Lab:
             "components": components,
             "nodes": nodes,
             "endpoints": {
-                "kube-apiserver": f"https://{HOST}:{APISERVER_PORT}",
+                "kube-apiserver": f"https://{HOST}:{self.ports.apiserver}",
                 "s3": state.get("endpoint"),
                 "kubeconfig": str(self.paths.kubeconfig),
                 "env": str(self.paths.env_file),

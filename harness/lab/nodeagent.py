@@ -167,7 +167,16 @@ class NodeAgent:
         self.base.mkdir(parents=True, exist_ok=True)
         self.pods: dict[str, PodRunner] = {}
         self.stop_event = threading.Event()
-        self.isolate = _unshare_works()
+        # a private /tmp would hide a lab that itself lives under /tmp
+        under_tmp = Path("/tmp") in [lab.root, *lab.root.resolve().parents]
+        self.isolate = _unshare_works() and not under_tmp
+        if not self.isolate:
+            logger.warning(
+                "containers share the host's /tmp (%s)",
+                "the lab directory is under /tmp"
+                if under_tmp
+                else "unshare --mount is not available",
+            )
         self.ip_prefix = pod_network(node)
 
     # ----------------------------------------------------------- node ---
@@ -730,9 +739,30 @@ class NodeAgent:
             ],
             "ip": runner.pod_ip,
         }
-        if runner.last_status == key:
-            return
         old = {c.type: c for c in pod.status.conditions or []}
+        # what the API holds now: the node lifecycle controller marks pods of a
+        # NotReady node not ready, so compare with the object, not our last write
+        observed = {
+            "phase": pod.status.phase,
+            "conditions": {kind: old[kind].status if kind in old else None for kind in desired},
+            "statuses": [
+                (
+                    cs.name,
+                    cs.ready,
+                    cs.restart_count,
+                    "running"
+                    if cs.state and cs.state.running
+                    else "terminated"
+                    if cs.state and cs.state.terminated
+                    else "waiting",
+                    cs.container_id,
+                )
+                for cs in pod.status.container_statuses or []
+            ],
+            "ip": pod.status.pod_ip,
+        }
+        if runner.last_status == key and observed == key:
+            return
         for kind, value in desired.items():
             previous = old.get(kind)
             moment = (

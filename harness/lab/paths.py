@@ -16,11 +16,48 @@ ETCD_VERSION = "v3.6.16"
 #                     has a loopback twin 127.244.N.X where its processes listen
 #   Service clusterIP 10.96.A.B is served by the service proxy on 127.96.A.B
 HOST = "127.0.0.1"
-ETCD_CLIENT_PORT = 22379
-ETCD_PEER_PORT = 22380
-APISERVER_PORT = 26443
-CONTROLLER_MANAGER_PORT = 20257
-SCHEDULER_PORT = 20259
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The control plane's loopback ports; ``offset`` moves them all (FLYWHEEL_LAB_PORT_OFFSET)."""
+
+    offset: int = 0
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        return cls(int(os.environ.get("FLYWHEEL_LAB_PORT_OFFSET") or 0))
+
+    @property
+    def etcd_client(self) -> int:
+        return 22379 + self.offset
+
+    @property
+    def etcd_peer(self) -> int:
+        return 22380 + self.offset
+
+    @property
+    def apiserver(self) -> int:
+        return 26443 + self.offset
+
+    @property
+    def controller_manager(self) -> int:
+        return 20257 + self.offset
+
+    @property
+    def scheduler(self) -> int:
+        return 20259 + self.offset
+
+    def all(self) -> tuple[int, ...]:
+        return (
+            self.etcd_client,
+            self.etcd_peer,
+            self.apiserver,
+            self.controller_manager,
+            self.scheduler,
+        )
+
+
 SERVICE_CIDR = "10.96.0.0/16"
 NODES = ("bumble", "honey", "sting")
 NODE_MONITOR_GRACE_PERIOD_S = 10
