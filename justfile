@@ -1,33 +1,52 @@
 # flywheel-chaos: the operator's entry points. `just` lists them.
 
 venv := justfile_directory() / ".venv/bin"
+export PATH := venv + ":" + env_var('PATH')
 
 # list the recipes
 default:
     @just --list
 
-# the main job: an S3 state authority, the pre-mutation guard, then the smoke experiment
-demo:
-    {{venv}}/python -m harness.sandbox '{{venv}}/flywheel-chaos guard ;; {{venv}}/chaos --log-file .lab-chaostoolkit.log run --journal-path .lab-journal.json experiments/state-authority-smoke.yaml'
+# the main job: build (once) and start the lab, guard the state authority, run the experiment
+demo: lab-build
+    flywheel-chaos lab up
+    . .lab/env && flywheel-chaos guard && chaos --log-file .lab/chaostoolkit.log run --journal-path .lab/journal.json experiments/state-authority-smoke.yaml
+    @echo "the lab keeps running: 'source .lab/env' to use it, 'just lab-down' to stop it"
 
-# static checks and the whole test suite (real SeaweedFS; the lab when built)
-test: lint
-    {{venv}}/pytest
+# static checks, then every test (real SeaweedFS and the lab's real control plane)
+test: lint lab-build
+    pytest
 
 # ruff, mypy strict and the layering rule (probes/actions never import harness)
 lint:
-    {{venv}}/ruff check .
-    {{venv}}/mypy
-    {{venv}}/lint-imports
+    ruff check .
+    mypy
+    lint-imports
+
+# build etcd and the Kubernetes control plane from the Go module proxy (cached per user)
+lab-build:
+    flywheel-chaos lab build
+
+# start the lab (a running lab is left as it is)
+lab-up *args:
+    flywheel-chaos lab up {{args}}
+
+# stop every lab process
+lab-down *args:
+    flywheel-chaos lab down {{args}}
 
 # the pre-mutation deep check of the state authority (fail closed)
 tofu-state-authority-deep-check *args:
-    {{venv}}/flywheel-chaos guard {{args}}
+    flywheel-chaos guard {{args}}
 
 # list every probe and action of the extension
 discover:
-    {{venv}}/chaos discover flywheel-chaos --no-install --no-system-info --discovery-path discovery.json
+    chaos discover flywheel-chaos --no-install --no-system-info --discovery-path discovery.json
 
-# measure the guard against raw boto3 on loopback
+# the guard against the same S3 calls made with raw boto3
 bench-guard:
-    {{venv}}/python benchmarks/guard_overhead.py
+    python benchmarks/guard_overhead.py
+
+# lab start-up time and memory
+bench-lab:
+    python benchmarks/lab_startup.py

@@ -157,7 +157,8 @@ def _build_tool(tool: Tool, target: Path, progress: Callable[[str], None]) -> fl
             "-v",
             "-trimpath",
             "-o",
-            staging + "/",
+            # one package: name the file (etcd's server/v3 would build "server")
+            f"{staging}/{tool.binaries[0]}" if len(tool.packages) == 1 else staging + "/",
             *(["-tags", tool.tags] if tool.tags else []),
             "-ldflags",
             tool.ldflags,
