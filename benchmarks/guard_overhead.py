@@ -13,6 +13,7 @@ reported separately: SeaweedFS makes each losing conditional writer retry in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import statistics
@@ -42,17 +43,13 @@ def raw_checks(client, bucket: str, race: bool) -> None:  # type: ignore[no-unty
     put = client.put_object(Bucket=bucket, Key=key, Body=os.urandom(1024))
     client.get_object(Bucket=bucket, Key=key)["Body"].read()
     client.delete_object(Bucket=bucket, Key=key, VersionId=put["VersionId"])
-    try:
+    with contextlib.suppress(client.exceptions.ClientError):
         client.head_object(Bucket=bucket, Key=key)
-    except client.exceptions.ClientError:
-        pass
     client.get_bucket_versioning(Bucket=bucket)
     lock = f"_flywheel-chaos/locks/raw-{uuid.uuid4().hex}.tflock"
     first = client.put_object(Bucket=bucket, Key=lock, Body=b"{}", IfNoneMatch="*")
-    try:
+    with contextlib.suppress(client.exceptions.ClientError):
         client.put_object(Bucket=bucket, Key=lock, Body=b"{}", IfNoneMatch="*")
-    except client.exceptions.ClientError:
-        pass
     client.delete_object(Bucket=bucket, Key=lock, VersionId=first["VersionId"])
     if race:
         race_key = lock + "-race"
@@ -61,10 +58,12 @@ def raw_checks(client, bucket: str, race: bool) -> None:  # type: ignore[no-unty
 
         def contender() -> None:
             barrier.wait()
-            try:
-                winners.append(client.put_object(Bucket=bucket, Key=race_key, Body=b"{}", IfNoneMatch="*")["VersionId"])
-            except client.exceptions.ClientError:
-                pass
+            with contextlib.suppress(client.exceptions.ClientError):
+                winners.append(
+                    client.put_object(Bucket=bucket, Key=race_key, Body=b"{}", IfNoneMatch="*")[
+                        "VersionId"
+                    ]
+                )
 
         threads = [threading.Thread(target=contender) for _ in range(8)]
         for t in threads:
@@ -102,20 +101,30 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        server = SeaweedS3(Path(tmp), "AKBENCH" + secrets.token_hex(4).upper(), secrets.token_urlsafe(20))
+        server = SeaweedS3(
+            Path(tmp), "AKBENCH" + secrets.token_hex(4).upper(), secrets.token_urlsafe(20)
+        )
         with server:
             raw = boto3.client(
-                "s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
-                config=botocore.config.Config(retries={"total_max_attempts": 1}, max_pool_connections=16),
+                "s3",
+                endpoint_url=server.endpoint,
+                region_name="us-east-1",
+                aws_access_key_id=server.access_key,
+                aws_secret_access_key=server.secret_key,
+                config=botocore.config.Config(
+                    retries={"total_max_attempts": 1}, max_pool_connections=16
+                ),
             )
             bucket = "tofu-state"
             raw.create_bucket(Bucket=bucket)
             raw.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
             raw.put_object(Bucket=bucket, Key=KEY, Body=b'{"version": 4}')
             env = {
-                "AWS_ENDPOINT_URL_S3": server.endpoint, "AWS_ACCESS_KEY_ID": server.access_key,
-                "AWS_SECRET_ACCESS_KEY": server.secret_key, "TOFU_STATE_BUCKET": bucket, "TOFU_STATE_KEY": KEY,
+                "AWS_ENDPOINT_URL_S3": server.endpoint,
+                "AWS_ACCESS_KEY_ID": server.access_key,
+                "AWS_SECRET_ACCESS_KEY": server.secret_key,
+                "TOFU_STATE_BUCKET": bucket,
+                "TOFU_STATE_KEY": KEY,
             }
             authority = load_authority(environ=env)
             # warm both clients
@@ -129,7 +138,9 @@ def main() -> int:
             wall = []
             for _ in range(5):
                 started = time.perf_counter()
-                result = subprocess.run(cli, env={**os.environ, **env}, capture_output=True, timeout=120)
+                result = subprocess.run(
+                    cli, env={**os.environ, **env}, capture_output=True, timeout=120
+                )
                 wall.append((time.perf_counter() - started) * 1000)
                 assert result.returncode == 0, result.stderr
             ok_ours, ok_raw = statistics.median(ours), statistics.median(theirs)
@@ -137,12 +148,22 @@ def main() -> int:
             print(f"  flywheel-chaos {ok_ours:8.1f} ms")
             print(f"  raw boto3      {ok_raw:8.1f} ms")
             print(f"  ratio          {ok_ours / ok_raw:8.2f}x  (target <= 1.3x)")
-            print("all checks with the 8-writer lock race (SeaweedFS serialises losers in 1 s steps):")
-            print(f"  flywheel-chaos {statistics.median(ours_full):8.1f} ms  (min {min(ours_full):.0f})")
-            print(f"  raw boto3      {statistics.median(raw_full):8.1f} ms  (min {min(raw_full):.0f})")
-            print(f"  ratio          {statistics.median(ours_full) / statistics.median(raw_full):8.2f}x")
-            print(f"whole process `flywheel-chaos guard --json`, median of 5: {statistics.median(wall):.0f} ms "
-                  f"(min {min(wall):.0f}; target <= 1500 ms)")
+            print(
+                "all checks with the 8-writer lock race (SeaweedFS serialises losers in 1 s steps):"
+            )
+            print(
+                f"  flywheel-chaos {statistics.median(ours_full):8.1f} ms  (min {min(ours_full):.0f})"
+            )
+            print(
+                f"  raw boto3      {statistics.median(raw_full):8.1f} ms  (min {min(raw_full):.0f})"
+            )
+            print(
+                f"  ratio          {statistics.median(ours_full) / statistics.median(raw_full):8.2f}x"
+            )
+            print(
+                f"whole process `flywheel-chaos guard --json`, median of 5: {statistics.median(wall):.0f} ms "
+                f"(min {min(wall):.0f}; target <= 1500 ms)"
+            )
     return 0
 
 

@@ -51,7 +51,9 @@ def main() -> int:
     try:
         for round_ in range(args.rounds + 1):
             started = time.perf_counter()
-            subprocess.run([cli, "lab", "up"], env=env, check=True, capture_output=True, timeout=600)
+            subprocess.run(
+                [cli, "lab", "up"], env=env, check=True, capture_output=True, timeout=600
+            )
             elapsed = time.perf_counter() - started
             label = "first (fresh data)" if round_ == 0 else f"round {round_}"
             print(f"lab up {label}: {elapsed:.1f} s")
@@ -64,16 +66,24 @@ def main() -> int:
                 pods = [int(p.read_text()) for p in lab_dir.glob("nodes/*/pods/*/*.pid")]
                 children = []
                 for pid in pids + pods:
-                    out = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout
+                    out = subprocess.run(
+                        ["pgrep", "-g", str(pid)], capture_output=True, text=True
+                    ).stdout
                     children += [int(x) for x in out.split()]
                 memory = rss_mib(sorted(set(pids + pods + children)))
-            subprocess.run([cli, "lab", "down"], env=env, check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [cli, "lab", "down"], env=env, check=True, capture_output=True, timeout=120
+            )
     finally:
         subprocess.run([cli, "lab", "down", "--clean"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(lab_dir, ignore_errors=True)
     median = statistics.median(times)
-    print(f"lab up with cached binaries and kept data, median of {len(times)}: {median:.1f} s (target <= 20 s)")
-    print(f"  vs kind's 30-60 s (quoted): {median / KIND_SECONDS[0]:.2f}x - {median / KIND_SECONDS[1]:.2f}x")
+    print(
+        f"lab up with cached binaries and kept data, median of {len(times)}: {median:.1f} s (target <= 20 s)"
+    )
+    print(
+        f"  vs kind's 30-60 s (quoted): {median / KIND_SECONDS[0]:.2f}x - {median / KIND_SECONDS[1]:.2f}x"
+    )
     print(f"resident memory of the running lab: {memory:.0f} MiB (target <= 2048 MiB)")
     return 0
 

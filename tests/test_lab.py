@@ -79,7 +79,9 @@ def _s3(env: dict[str, str]) -> Any:
         region_name=env["AWS_REGION"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=botocore.config.Config(connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1}),
+        config=botocore.config.Config(
+            connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1}
+        ),
     )
 
 
@@ -103,7 +105,9 @@ def _refuses(env: dict[str, str]) -> bool:
 
 
 def _state_pods(core: client.CoreV1Api) -> list[Any]:
-    pods = core.list_namespaced_pod(STATE_NAMESPACE, label_selector=SELECTOR, _request_timeout=5).items
+    pods = core.list_namespaced_pod(
+        STATE_NAMESPACE, label_selector=SELECTOR, _request_timeout=5
+    ).items
     return [p for p in pods if p.metadata.deletion_timestamp is None]
 
 
@@ -123,19 +127,38 @@ def _node_ready(core: client.CoreV1Api, name: str) -> str:
 def test_nodes_are_ready_and_kubectl_from_lab_env_works(lab: Lab, lab_env: dict[str, str]) -> None:
     env = dict(os.environ, **lab_env)
     result = subprocess.run(
-        [KUBECTL, "get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=='Ready')].status} {end}"],
-        env=env, capture_output=True, text=True, timeout=30, check=True,
+        [
+            KUBECTL,
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=='Ready')].status} {end}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     assert sorted(result.stdout.split()) == ["bumble=True", "honey=True", "sting=True"]
     assert set(lab_env) >= {
-        "KUBECONFIG", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-        "TOFU_STATE_BUCKET", "TOFU_STATE_KEY", "FLYWHEEL_EVIDENCE_DIR", "FLYWHEEL_LAB_DIR",
+        "KUBECONFIG",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "TOFU_STATE_BUCKET",
+        "TOFU_STATE_KEY",
+        "FLYWHEEL_EVIDENCE_DIR",
+        "FLYWHEEL_LAB_DIR",
     }
     assert lab_env["AWS_ENDPOINT_URL_S3"].startswith("http://127.")
 
 
 def test_the_control_plane_reports_its_real_version(lab: Lab) -> None:
-    version = client.VersionApi(config.new_client_from_config(config_file=str(lab.paths.kubeconfig))).get_code()
+    version = client.VersionApi(
+        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+    ).get_code()
     assert version.git_version == "v1.37.2"
     for name in BINARIES:
         assert (lab.bin / name).exists()
@@ -145,10 +168,14 @@ def test_the_topology_mirrors_the_interim_live_read(lab: Lab, core: client.CoreV
     sting = core.read_node("sting")
     assert sting.metadata.labels["gloriousflywheel.io/kvm"] == "true"
     assert "openebs.io/nodeid" not in sting.metadata.labels
-    custom = client.CustomObjectsApi(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
+    custom = client.CustomObjectsApi(
+        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+    )
     zfs_nodes = custom.list_cluster_custom_object("zfs.openebs.io", "v1", "zfsnodes")["items"]
     assert [n["metadata"]["name"] for n in zfs_nodes] == ["bumble"]
-    claim = core.read_namespaced_persistent_volume_claim("attic-rustfs-openebs-data", STATE_NAMESPACE)
+    claim = core.read_namespaced_persistent_volume_claim(
+        "attic-rustfs-openebs-data", STATE_NAMESPACE
+    )
     assert claim.status.phase == "Bound"
     assert claim.spec.access_modes == ["ReadWriteOnce"]
     assert claim.spec.storage_class_name == "openebs-bumble-zfs"
@@ -166,7 +193,9 @@ def test_up_on_a_running_lab_changes_nothing(lab: Lab) -> None:
     assert any("already up" in m for m in messages)
 
 
-def test_a_second_lab_on_the_same_ports_is_refused_and_starts_nothing(lab: Lab, tmp_path: Path) -> None:
+def test_a_second_lab_on_the_same_ports_is_refused_and_starts_nothing(
+    lab: Lab, tmp_path: Path
+) -> None:
     other = Lab(LabPaths(tmp_path / "other"))
     with pytest.raises(ConfigError, match="lab ports already in use"):
         other.up(lambda message: None)
@@ -176,12 +205,14 @@ def test_a_second_lab_on_the_same_ports_is_refused_and_starts_nothing(lab: Lab, 
 def test_a_missing_binary_is_named_with_a_hint(tmp_path: Path) -> None:
     other = Lab(LabPaths(tmp_path / "other"), ports=Ports(offset=300))
     other.bin = tmp_path / "empty-bin"
-    with pytest.raises(ConfigError, match="lab binaries missing .*etcd") as info:
+    with pytest.raises(ConfigError, match=r"lab binaries missing .*etcd") as info:
         other.up(lambda message: None)
     assert "lab build" in info.value.hint
 
 
-def test_a_component_dying_during_start_reports_its_output_and_leaves_nothing(tmp_path: Path) -> None:
+def test_a_component_dying_during_start_reports_its_output_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     for name in BINARIES:
@@ -203,40 +234,70 @@ def test_deleting_the_s3_pod_brings_a_replacement_on_bumble_with_data_intact(
     key = f"_flywheel-chaos/test/{uuid.uuid4().hex}"
     body = os.urandom(4096)
     s3.put_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=key, Body=body)
-    state_etag = s3.head_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=lab_env["TOFU_STATE_KEY"])["ETag"]
+    state_etag = s3.head_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=lab_env["TOFU_STATE_KEY"])[
+        "ETag"
+    ]
     old = _running_pod(core)
     assert old is not None
     core.delete_namespaced_pod(old.metadata.name, STATE_NAMESPACE, _request_timeout=5)
     wait_until(
         lambda: (pod := _running_pod(core)) is not None and pod.metadata.uid != old.metadata.uid,
-        90, "a ready replacement of the deleted S3 pod",
+        90,
+        "a ready replacement of the deleted S3 pod",
     )
     new = _running_pod(core)
     assert new.spec.node_name == "bumble"
     wait_until(lambda: _serving(lab_env), 30, "S3 to serve again after the pod restart")
     assert s3.get_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=key)["Body"].read() == body
-    assert s3.head_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=lab_env["TOFU_STATE_KEY"])["ETag"] == state_etag
+    assert (
+        s3.head_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=lab_env["TOFU_STATE_KEY"])["ETag"]
+        == state_etag
+    )
     s3.delete_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=key)
 
 
-def test_a_pdb_with_min_available_1_makes_eviction_fail_with_429(lab: Lab, core: client.CoreV1Api) -> None:
-    policy = client.PolicyV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
+def test_a_pdb_with_min_available_1_makes_eviction_fail_with_429(
+    lab: Lab, core: client.CoreV1Api
+) -> None:
+    policy = client.PolicyV1Api(
+        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+    )
     name = f"pdb-{uuid.uuid4().hex[:6]}"
     policy.create_namespaced_pod_disruption_budget(
         STATE_NAMESPACE,
-        {"metadata": {"name": name}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "attic-rustfs-openebs"}}}},
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "minAvailable": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "attic-rustfs-openebs"}},
+            },
+        },
     )
     try:
         wait_until(
-            lambda: (policy.read_namespaced_pod_disruption_budget(name, STATE_NAMESPACE).status.current_healthy or 0) >= 1,
-            30, "the disruption controller to count the healthy pod",
+            lambda: (
+                (
+                    policy.read_namespaced_pod_disruption_budget(
+                        name, STATE_NAMESPACE
+                    ).status.current_healthy
+                    or 0
+                )
+                >= 1
+            ),
+            30,
+            "the disruption controller to count the healthy pod",
         )
         pod = _running_pod(core)
         assert pod is not None
         with pytest.raises(ApiException) as info:
             core.create_namespaced_pod_eviction(
-                pod.metadata.name, STATE_NAMESPACE,
-                {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod.metadata.name, "namespace": STATE_NAMESPACE}},
+                pod.metadata.name,
+                STATE_NAMESPACE,
+                {
+                    "apiVersion": "policy/v1",
+                    "kind": "Eviction",
+                    "metadata": {"name": pod.metadata.name, "namespace": STATE_NAMESPACE},
+                },
             )
         assert info.value.status == 429
         assert "disruption budget" in info.value.body
@@ -252,8 +313,13 @@ def test_cordon_and_eviction_strand_the_replacement_pending_on_volume_affinity(
     core.patch_node("bumble", {"spec": {"unschedulable": True}})
     try:
         core.create_namespaced_pod_eviction(
-            pod.metadata.name, STATE_NAMESPACE,
-            {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod.metadata.name, "namespace": STATE_NAMESPACE}},
+            pod.metadata.name,
+            STATE_NAMESPACE,
+            {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": pod.metadata.name, "namespace": STATE_NAMESPACE},
+            },
         )
 
         def stranded() -> bool:
@@ -264,10 +330,15 @@ def test_cordon_and_eviction_strand_the_replacement_pending_on_volume_affinity(
                     if condition.type == "PodScheduled" and condition.reason == "Unschedulable":
                         message = condition.message or ""
                         # v1.37 words it "didn't match PersistentVolume's node affinity"
-                        return "PersistentVolume's node affinity" in message or "volume node affinity" in message
+                        return (
+                            "PersistentVolume's node affinity" in message
+                            or "volume node affinity" in message
+                        )
             return False
 
-        wait_until(stranded, 60, "the replacement pod to be Pending with a volume node affinity conflict")
+        wait_until(
+            stranded, 60, "the replacement pod to be Pending with a volume node affinity conflict"
+        )
         wait_until(lambda: _refuses(lab_env), 30, "the S3 endpoint to refuse connections")
     finally:
         core.patch_node("bumble", {"spec": {"unschedulable": False}})
@@ -283,7 +354,9 @@ def test_lab_node_stop_makes_bumble_not_ready_and_start_recovers_it(
     frozen = lab.node_stop("bumble")
     try:
         assert frozen
-        took = wait_until(lambda: _node_ready(core, "bumble") != "True", 45, "bumble to go NotReady")
+        took = wait_until(
+            lambda: _node_ready(core, "bumble") != "True", 45, "bumble to go NotReady"
+        )
         print(f"bumble went NotReady {took:.1f}s after it went silent")
         node = core.read_node("bumble")
         assert any(t.key == "node.kubernetes.io/unreachable" for t in node.spec.taints or [])
