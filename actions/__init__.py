@@ -13,7 +13,7 @@ from chaoslib.discovery import discover_actions, discover_probes, initialize_dis
 
 __all__ = ["discover"]
 
-ACTION_MODULES: tuple[str, ...] = ()
+ACTION_MODULES: tuple[str, ...] = ("actions.nodes", "actions.pods")
 PROBE_MODULES: tuple[str, ...] = ("probes.state_authority",)
 
 

@@ -92,6 +92,23 @@ def _cmd_guard(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+# ---------------------------------------------------------------- recover ---
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from harness.recover import recover
+
+    done = recover()
+    if args.json:
+        _print_json({"undone": done})
+    elif done:
+        for line in done:
+            out.print(f"recovered {line}")
+    else:
+        out.print("nothing to recover: every recorded fault was undone")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser ---
 
 
@@ -138,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     guard.set_defaults(handler=_cmd_guard)
 
+    recover = sub.add_parser(
+        "recover",
+        parents=[common],
+        help="undo any fault whose rollback did not run (from persisted intent)",
+        description="Undo every change recorded in intent files and node annotations; safe to run twice.",
+    )
+    recover.set_defaults(handler=_cmd_recover)
+
     from harness import cli_lab
 
     cli_lab.register(sub, common)
@@ -180,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[bold red]error:[/] interrupted")
         return 130
+    except Exception as exc:  # an unexpected failure: one line, traceback with --debug
+        if args.debug:
+            err.print_exception()
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", markup=False)
+        err.print("[dim]hint:[/] run again with --debug for the traceback")
+        return EXIT_FAILED
 
 
 def entry() -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "canary_round_trip_ok",
     "lock_exclusive",
     "state_authority_healthy",
+    "state_authority_serving_within",
     "state_bucket_listed",
     "state_bucket_reachable",
     "state_key_readable",
@@ -52,6 +53,7 @@ __all__ = [
 logger = logging.getLogger("flywheel_chaos.probes")
 
 MAX_CANARY_BYTES = 64 * 1024
+DELETE_VISIBLE_S = 1.0
 _CLEANUP_BUDGET_S = 3.0
 
 
@@ -231,18 +233,30 @@ def _check_canary_round_trip(authority: StateAuthority, size_bytes: int = 1024) 
             delete_kwargs["VersionId"] = version_id
         timed("delete", lambda c: c.delete_object(**delete_kwargs))
         deleted = True
-        try:
-            timed("head_after_delete", lambda c: c.head_object(Bucket=authority.bucket, Key=key))
-        except StateAuthorityError as exc:
-            if exc.error_class != "no-such-key":
-                raise
-        else:
-            deleted = False
-            raise StateAuthorityError(
-                "integrity-mismatch",
-                "StillPresent",
-                f"canary {key} is still readable after DELETE",
-            )
+        # Read-after-delete must hold; a server just restarted may take a moment
+        # (SeaweedFS seen here), so HEAD is retried for at most DELETE_VISIBLE_S.
+        visible_by = min(deadline, time.monotonic() + DELETE_VISIBLE_S)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                timed(
+                    "head_after_delete", lambda c: c.head_object(Bucket=authority.bucket, Key=key)
+                )
+            except StateAuthorityError as exc:
+                if exc.error_class != "no-such-key":
+                    raise
+                break
+            if time.monotonic() + 0.1 >= visible_by:
+                deleted = False
+                raise StateAuthorityError(
+                    "integrity-mismatch",
+                    "StillPresent",
+                    f"canary {key} is still readable {attempts} HEADs after DELETE",
+                    "the server does not give read-after-delete consistency",
+                )
+            time.sleep(0.1)
+        timings["head_after_delete_attempts"] = attempts
     finally:
         if written and not deleted:
             _delete_quietly(authority, key, written)
@@ -629,3 +643,38 @@ def state_authority_healthy(
             f"{len(failed)} of {len(checks)} checks failed ({names}); first: {first['message']}",
         )
     return {"ok": True, "checks": checks}
+
+
+def state_authority_serving_within(
+    within_s: float = 60.0,
+    interval_s: float = 0.5,
+    key: str = "",
+    bucket: str = "",
+    endpoint: str = "",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
+    """Wait until HEAD of the state key succeeds, for at most ``within_s`` seconds.
+
+    Put it in a method after a fault action so that the after-fault
+    hypothesis checks a recovered service. Each attempt has a 1 s read bound;
+    attempts are ``interval_s`` apart. Returns ``{"seconds", "attempts"}``.
+    Raises ``ActivityFailed`` with the class of the last failure when the
+    state key is still not readable at the deadline.
+    """
+    authority = _authority(endpoint, bucket, key, min(2.0, within_s), configuration, secrets)
+    started = time.monotonic()
+    deadline = started + within_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            _check_state_key(authority)
+            return {"seconds": round(time.monotonic() - started, 3), "attempts": attempt}
+        except StateAuthorityError as exc:
+            logger.info("serving-within: attempt %d: %s", attempt, exc.error_class)
+            if time.monotonic() + interval_s >= deadline:
+                raise exc.with_note(
+                    f"still not serving after {within_s:g}s ({attempt} attempts)"
+                ) from exc
+        time.sleep(interval_s)

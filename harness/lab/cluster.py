@@ -528,6 +528,7 @@ class Lab:
             "TOFU_STATE_KEY": STATE_KEY,
             "FLYWHEEL_EVIDENCE_DIR": str(REPO / "evidence"),
             "FLYWHEEL_LAB_DIR": str(self.paths.root),
+            "FLYWHEEL_STATE_DIR": str(REPO / ".flywheel"),
         }
         return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 

@@ -1,0 +1,228 @@
+"""Small helpers shared by the actions: the Kubernetes client, safety checks and rollback intent.
+
+Every mutating action: checks the node and namespace allowlists, refuses when
+fewer than ``min_ready_nodes`` other nodes would stay Ready, writes its
+rollback intent (what it changes and how to undo it) to a local file and as an
+annotation on the object *before* it changes anything, and supports a dry
+run. ``flywheel-chaos recover`` undoes whatever intent is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from chaoslib.exceptions import ActivityFailed
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+__all__: list[str] = []  # helpers, not activities
+
+INTENT_ANNOTATION = "flywheel-chaos.io/rollback-intent"
+API_TIMEOUT = (3.0, 10.0)
+
+
+class SafetyRefusal(ActivityFailed):  # type: ignore[misc]
+    """A mutating action refused before it changed anything."""
+
+
+def api_client(configuration: Mapping[str, Any] | None = None) -> client.ApiClient:
+    """A client for ``KUBECONFIG`` (or the in-cluster service account)."""
+    cfg = configuration or {}
+    path = cfg.get("kubeconfig") or os.environ.get("KUBECONFIG")
+    try:
+        if path:
+            return config.new_client_from_config(config_file=str(path))
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()
+            return client.ApiClient()
+        return config.new_client_from_config()
+    except Exception as exc:  # kubernetes raises several kinds
+        raise ActivityFailed(
+            f"configuration: cannot load a kubeconfig ({exc}) (hint: set KUBECONFIG; for the lab: source .lab/env)"
+        ) from exc
+
+
+def core_api(configuration: Mapping[str, Any] | None = None) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client(configuration))
+
+
+def _list_setting(configuration: Mapping[str, Any] | None, key: str, env: str) -> list[str]:
+    raw = (configuration or {}).get(key)
+    if raw is None:
+        raw = os.environ.get(env, "")
+    if isinstance(raw, str):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return [str(item) for item in raw]
+
+
+def node_allowlist(configuration: Mapping[str, Any] | None) -> list[str]:
+    return _list_setting(configuration, "flywheel_node_allowlist", "FLYWHEEL_NODE_ALLOWLIST")
+
+
+def namespace_allowlist(configuration: Mapping[str, Any] | None) -> list[str]:
+    return _list_setting(
+        configuration, "flywheel_namespace_allowlist", "FLYWHEEL_NAMESPACE_ALLOWLIST"
+    )
+
+
+def refused_run() -> str | None:
+    """Why this run may not mutate (set by the safety control when the cluster lease is held elsewhere)."""
+    return os.environ.get("FLYWHEEL_RUN_REFUSED") or None
+
+
+def check_run_may_mutate() -> None:
+    reason = refused_run()
+    if reason:
+        raise SafetyRefusal(f"refused: {reason}")
+
+
+def check_node_allowed(node: str, configuration: Mapping[str, Any] | None) -> None:
+    check_run_may_mutate()
+    allowed = node_allowlist(configuration)
+    if node not in allowed:
+        raise SafetyRefusal(
+            f"refused: node {node!r} is not in the node allowlist {allowed or '(empty)'} "
+            "(hint: set flywheel_node_allowlist in the experiment's configuration or FLYWHEEL_NODE_ALLOWLIST)"
+        )
+
+
+def check_namespace_allowed(namespace: str, configuration: Mapping[str, Any] | None) -> None:
+    check_run_may_mutate()
+    allowed = namespace_allowlist(configuration)
+    if namespace not in allowed:
+        raise SafetyRefusal(
+            f"refused: namespace {namespace!r} is not in the namespace allowlist {allowed or '(empty)'} "
+            "(hint: set flywheel_namespace_allowlist or FLYWHEEL_NAMESPACE_ALLOWLIST)"
+        )
+
+
+def _ready(node: Any) -> bool:
+    conditions = node.status.conditions or [] if node.status else []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def read_node(core: client.CoreV1Api, name: str) -> Any:
+    try:
+        return core.read_node(name, _request_timeout=API_TIMEOUT)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise SafetyRefusal(
+                f"refused: node {name!r} does not exist (hint: kubectl get nodes)"
+            ) from exc
+        raise ActivityFailed(f"reading node {name!r} failed: {exc.status} {exc.reason}") from exc
+
+
+def check_min_ready(core: client.CoreV1Api, node: str, min_ready_nodes: int) -> list[str]:
+    """Names of the other Ready schedulable nodes; refuse when fewer than ``min_ready_nodes``."""
+    nodes = core.list_node(_request_timeout=API_TIMEOUT).items
+    others = [
+        n.metadata.name
+        for n in nodes
+        if n.metadata.name != node and _ready(n) and not (n.spec and n.spec.unschedulable)
+    ]
+    if len(others) < min_ready_nodes:
+        raise SafetyRefusal(
+            f"refused: only {len(others)} other node(s) are Ready and schedulable ({', '.join(others) or 'none'}); "
+            f"min_ready_nodes is {min_ready_nodes} (hint: bring nodes back before injecting this fault)"
+        )
+    return others
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("FLYWHEEL_STATE_DIR") or ".flywheel").resolve()
+
+
+def intent_dir() -> Path:
+    directory = state_dir() / "intents"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def write_intent(
+    core: client.CoreV1Api, kind: str, node: str, undo: dict[str, Any]
+) -> dict[str, Any]:
+    """Record, before mutating ``node``, what will change and how to undo it."""
+    intent = {
+        "id": uuid.uuid4().hex[:12],
+        "kind": kind,
+        "node": node,
+        "undo": undo,
+        "created": _now(),
+        "by": f"{socket.gethostname()}/{os.getpid()}",
+        "run_id": os.environ.get("FLYWHEEL_RUN_ID"),
+    }
+    path = intent_dir() / f"{intent['id']}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(intent, indent=2))
+    tmp.replace(path)
+    node_obj = core.read_node(node, _request_timeout=API_TIMEOUT)
+    existing = _annotation_intents(node_obj)
+    existing.append(intent)
+    core.patch_node(
+        node,
+        {"metadata": {"annotations": {INTENT_ANNOTATION: json.dumps(existing)}}},
+        _request_timeout=API_TIMEOUT,
+    )
+    return intent
+
+
+def _annotation_intents(node_obj: Any) -> list[dict[str, Any]]:
+    raw = (node_obj.metadata.annotations or {}).get(INTENT_ANNOTATION)
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def read_intents() -> list[dict[str, Any]]:
+    intents = []
+    for path in sorted(intent_dir().glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            intents.append(json.loads(path.read_text()))
+    return intents
+
+
+def node_intents(core: client.CoreV1Api, node: str) -> list[dict[str, Any]]:
+    """Intents recorded on ``node``; inside a run, only that run's own."""
+    intents = _annotation_intents(core.read_node(node, _request_timeout=API_TIMEOUT))
+    run_id = os.environ.get("FLYWHEEL_RUN_ID")
+    if run_id:
+        intents = [i for i in intents if i.get("run_id") in (run_id, None)]
+    return intents
+
+
+def clear_intents(core: client.CoreV1Api, node: str, kind: str) -> None:
+    """Forget the intents of ``kind`` on ``node`` (file and annotation): the change is undone."""
+    for path in intent_dir().glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            intent = json.loads(path.read_text())
+            if intent.get("node") == node and intent.get("kind") == kind:
+                path.unlink()
+    try:
+        node_obj = core.read_node(node, _request_timeout=API_TIMEOUT)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    remaining = [i for i in _annotation_intents(node_obj) if i.get("kind") != kind]
+    value: str | None = json.dumps(remaining) if remaining else None
+    core.patch_node(
+        node,
+        {"metadata": {"annotations": {INTENT_ANNOTATION: value}}},
+        _request_timeout=API_TIMEOUT,
+    )

@@ -1,0 +1,102 @@
+"""Chaos Toolkit action: delete the state authority's pods (a pod restart)."""
+
+import logging
+import math
+import random
+import time
+from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
+
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from actions.cluster import API_TIMEOUT, SafetyRefusal, check_namespace_allowed, core_api
+
+Result = Dict[str, Any]  # noqa: UP006
+
+__all__ = ["delete_state_authority_pods"]
+
+logger = logging.getLogger("flywheel_chaos.actions")
+
+
+def delete_state_authority_pods(
+    namespace: str = "nix-cache",
+    label_selector: str = "app.kubernetes.io/name=attic-rustfs-openebs",
+    count: int = 1,
+    percentage: int = 0,
+    grace_period_s: int = -1,
+    wait_gone_s: float = 60.0,
+    dry_run: bool = False,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
+    """Delete running pods of the state authority so that their controller restarts them.
+
+    Picks ``count`` pods (or ``percentage`` of them, rounded up, when > 0)
+    matching ``label_selector`` in ``namespace``, without replacement, and
+    deletes them with ``grace_period_s`` (-1: the pod's own), then waits at
+    most ``wait_gone_s`` until they are gone (a terminating pod may still
+    serve its open connections, so the restart is complete only then; 0: do
+    not wait). Returns ``{"namespace", "deleted": [{"name", "uid", "node",
+    "gone_s"}], "dry_run"}``. Raises ``ActivityFailed`` when the namespace is
+    not allowlisted, nothing matches, the arguments are out of range, or a
+    pod is still there at the deadline.
+    """
+    check_namespace_allowed(namespace, configuration)
+    if count < 1 or not 0 <= percentage <= 100:
+        raise SafetyRefusal(
+            f"refused: count must be >= 1 and percentage 0..100 (got {count}, {percentage})"
+        )
+    core = core_api(configuration)
+    pods = [
+        p
+        for p in core.list_namespaced_pod(
+            namespace, label_selector=label_selector, _request_timeout=API_TIMEOUT
+        ).items
+        if p.metadata.deletion_timestamp is None
+    ]
+    if not pods:
+        raise ActivityFailed(
+            f"no pod in {namespace} matches {label_selector!r} (hint: check the selector)"
+        )
+    wanted = math.ceil(len(pods) * percentage / 100) if percentage else count
+    chosen = random.sample(pods, min(wanted, len(pods)))
+    deleted = [
+        {"name": p.metadata.name, "uid": p.metadata.uid, "node": p.spec.node_name} for p in chosen
+    ]
+    if dry_run:
+        return {"namespace": namespace, "deleted": deleted, "dry_run": True}
+    for pod in chosen:
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
+        if grace_period_s >= 0:
+            options.grace_period_seconds = grace_period_s
+        try:
+            core.delete_namespaced_pod(
+                pod.metadata.name, namespace, body=options, _request_timeout=API_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise ActivityFailed(
+                    f"deleting {namespace}/{pod.metadata.name} failed: {exc.status} {exc.reason}"
+                ) from exc
+        logger.info("deleted pod %s/%s on %s", namespace, pod.metadata.name, pod.spec.node_name)
+    started = time.monotonic()
+    waiting = {d["uid"]: d for d in deleted} if wait_gone_s > 0 else {}
+    while waiting:
+        present = {
+            p.metadata.uid
+            for p in core.list_namespaced_pod(
+                namespace, label_selector=label_selector, _request_timeout=API_TIMEOUT
+            ).items
+        }
+        for uid in [u for u in waiting if u not in present]:
+            waiting.pop(uid)["gone_s"] = round(time.monotonic() - started, 3)
+        if waiting and time.monotonic() - started > wait_gone_s:
+            names = ", ".join(d["name"] for d in waiting.values())
+            raise ActivityFailed(
+                f"deleted pod(s) {names} still present after {wait_gone_s:g}s (hint: is the node agent/kubelet alive?)"
+            )
+        if waiting:
+            time.sleep(0.2)
+    return {"namespace": namespace, "deleted": deleted, "dry_run": False}

@@ -1,0 +1,121 @@
+"""Survival control: measures the outage window while the fault is live.
+
+From before the method until the experiment ends (rollbacks included, so that
+recovery is seen) it runs :class:`harness.prober.Prober` against the state
+authority of the environment contract, notes when the method's fault actions
+started and ended, and after the experiment (waiting at most
+``recovery_wait_s`` for an outage still open) stores the summary for the
+evidence control. ``outage_budget_s`` is the longest outage the experiment
+tolerates: beyond it the verdict is not-survived even if the final
+hypothesis passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from harness.controls import current_run
+from harness.prober import Prober, outage_windows, summarize
+from probes.s3client import load_authority
+
+logger = logging.getLogger("flywheel_chaos.controls.survival")
+
+_phase: dict[str, str] = {}
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return dt.datetime.fromisoformat(iso).timestamp()
+
+
+def before_method_control(
+    context: dict[str, Any],
+    outage_budget_s: float = 30.0,
+    head_interval_s: float = 0.1,
+    canary_interval_s: float = 1.0,
+    recovery_wait_s: float = 90.0,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    run = current_run()
+    run.budget_ms = outage_budget_s * 1000
+    if run.lease_refused:
+        return
+    authority = load_authority(configuration=configuration, secrets=secrets)
+    run.prober = Prober(
+        authority, head_interval_s=head_interval_s, canary_interval_s=canary_interval_s
+    )
+    run.prober.start()
+    _phase["now"] = "method"
+    time.sleep(min(1.0, 5 * head_interval_s))  # a baseline before the fault
+    logger.info(
+        "survival prober sampling %s every %.0f ms", authority.endpoint, head_interval_s * 1000
+    )
+
+
+def after_method_control(context: Any, state: Any = None, **kwargs: Any) -> None:
+    _phase["now"] = "after-method"
+
+
+def after_activity_control(context: dict[str, Any], state: dict[str, Any], **kwargs: Any) -> None:
+    if _phase.get("now") != "method" or context.get("type") != "action":
+        return
+    run = current_run()
+    start, end = _epoch(state.get("start")), _epoch(state.get("end"))
+    if start is not None and (run.fault_started_at is None or start < run.fault_started_at):
+        run.fault_started_at = start
+    if end is not None:
+        run.fault_ended_at = end
+    run.fault_actions.append(
+        {
+            "name": context.get("name"),
+            "status": state.get("status"),
+            "start": state.get("start"),
+            "end": state.get("end"),
+        }
+    )
+
+
+def after_experiment_control(
+    context: dict[str, Any],
+    state: dict[str, Any],
+    outage_budget_s: float = 30.0,
+    head_interval_s: float = 0.1,
+    canary_interval_s: float = 1.0,
+    recovery_wait_s: float = 90.0,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    _phase.pop("now", None)
+    run = current_run()
+    prober = run.prober
+    if prober is None:
+        return
+    deadline = time.monotonic() + recovery_wait_s
+    while time.monotonic() < deadline:
+        windows = outage_windows(prober.snapshot(), time.time())
+        if not windows or not windows[-1]["open"]:
+            break
+        time.sleep(0.2)
+    else:
+        logger.warning(
+            "the state authority had not recovered %ss after the experiment", recovery_wait_s
+        )
+    time.sleep(min(0.5, 3 * head_interval_s))  # a few samples after recovery
+    prober.stop()
+    run.prober_summary = summarize(
+        prober.snapshot(),
+        prober.started_at,
+        prober.stopped_at,
+        run.fault_started_at,
+        run.fault_ended_at,
+        run.budget_ms,
+    )
+    run.prober_summary["canaries_written"] = prober.canaries_written
+    run.prober_summary["canaries_verified"] = prober.canaries_verified

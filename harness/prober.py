@@ -1,0 +1,229 @@
+"""The survival prober: samples the state authority in the background while a fault is live.
+
+Two threads: HEAD of the protected state key every ``head_interval_s``
+(default 100 ms) and a canary write/read every ``canary_interval_s`` (1 s).
+Each sample is timestamped. :func:`summarize` turns the samples into outage
+windows (maximal runs of failed HEADs: from the first failed sample to the
+next successful one), the longest outage, the time to recover after the fault
+action ended, and the error classes seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from probes.failures import classify
+from probes.s3client import CANARY_PREFIX, StateAuthority
+
+
+@dataclass
+class Sample:
+    kind: str  # "head" | "canary"
+    at: float  # time.time() when the request started
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass
+class Prober:
+    """Background sampler of one state authority."""
+
+    authority: StateAuthority
+    head_interval_s: float = 0.1
+    canary_interval_s: float = 1.0
+    request_timeout_s: float = 1.0
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    started_at: float = 0.0
+    stopped_at: float = 0.0
+    canaries_written: int = 0
+    canaries_verified: int = 0
+
+    def _client(self) -> Any:
+        a = self.authority
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=a.endpoint,
+            region_name=a.region,
+            aws_access_key_id=a.access_key_id,
+            aws_secret_access_key=a.secret_access_key,
+            config=botocore.config.Config(
+                connect_timeout=min(0.5, self.request_timeout_s),
+                read_timeout=self.request_timeout_s,
+                retries={"total_max_attempts": 1},
+                s3={"addressing_style": "path" if a.path_style else "auto"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def _record(self, sample: Sample) -> None:
+        with self._lock:
+            self.samples.append(sample)
+
+    def _loop(self, kind: str, interval: float) -> None:
+        client = self._client()
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            started_wall, started = time.time(), time.monotonic()
+            try:
+                if kind == "head":
+                    client.head_object(Bucket=self.authority.bucket, Key=self.authority.key)
+                else:
+                    self._canary(client)
+                self._record(Sample(kind, started_wall, True, (time.monotonic() - started) * 1000))
+            except (
+                botocore.exceptions.BotoCoreError,
+                botocore.exceptions.ClientError,
+                ValueError,
+            ) as exc:
+                error = (
+                    classify(exc, self.authority).error_class
+                    if not isinstance(exc, ValueError)
+                    else "integrity-mismatch"
+                )
+                self._record(
+                    Sample(kind, started_wall, False, (time.monotonic() - started) * 1000, error)
+                )
+            next_at = max(next_at + interval, time.monotonic())
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def _canary(self, client: Any) -> None:
+        key = f"{CANARY_PREFIX}prober/{uuid.uuid4().hex}"
+        body = os.urandom(1024)
+        put = client.put_object(Bucket=self.authority.bucket, Key=key, Body=body)
+        self.canaries_written += 1
+        try:
+            data = client.get_object(Bucket=self.authority.bucket, Key=key)["Body"].read()
+            if hashlib.sha256(data).digest() != hashlib.sha256(body).digest():
+                raise ValueError("canary read back different bytes")
+            self.canaries_verified += 1
+        finally:
+            kwargs = {"Bucket": self.authority.bucket, "Key": key}
+            if put.get("VersionId") and put["VersionId"] != "null":
+                kwargs["VersionId"] = put["VersionId"]
+            with contextlib.suppress(Exception):
+                client.delete_object(**kwargs)
+
+    def start(self) -> None:
+        self.started_at = time.time()
+        for kind, interval in (("head", self.head_interval_s), ("canary", self.canary_interval_s)):
+            thread = threading.Thread(
+                target=self._loop, args=(kind, interval), name=f"prober-{kind}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        if self.stopped_at:
+            return
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.request_timeout_s + 2)
+        self.stopped_at = time.time()
+
+    def snapshot(self) -> list[Sample]:
+        with self._lock:
+            return list(self.samples)
+
+
+def outage_windows(samples: list[Sample], end: float) -> list[dict[str, Any]]:
+    """Maximal runs of failed HEAD samples, each from its first failure to the next success."""
+    heads = sorted((s for s in samples if s.kind == "head"), key=lambda s: s.at)
+    windows: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for sample in heads:
+        if not sample.ok and current is None:
+            current = {"start": sample.at, "errors": {}}
+        if not sample.ok and current is not None and sample.error:
+            current["errors"][sample.error] = current["errors"].get(sample.error, 0) + 1
+        if sample.ok and current is not None:
+            current["end"] = sample.at
+            windows.append(current)
+            current = None
+    if current is not None:
+        current["end"] = end
+        current["open"] = True
+        windows.append(current)
+    for window in windows:
+        window["ms"] = round((window["end"] - window["start"]) * 1000, 1)
+        window.setdefault("open", False)
+    return windows
+
+
+def summarize(
+    samples: list[Sample],
+    started_at: float,
+    stopped_at: float,
+    fault_started_at: float | None = None,
+    fault_ended_at: float | None = None,
+    budget_ms: float | None = None,
+) -> dict[str, Any]:
+    """Counts, outage windows, longest outage, recovery after the fault and error classes."""
+    heads = [s for s in samples if s.kind == "head"]
+    canaries = [s for s in samples if s.kind == "canary"]
+    windows = outage_windows(samples, stopped_at)
+    longest = max((w["ms"] for w in windows), default=0.0)
+    recovery_ms: float | None = None
+    if fault_ended_at is not None:
+        after = [w for w in windows if w["end"] > fault_ended_at and not w["open"]]
+        open_after = [w for w in windows if w["end"] > fault_ended_at and w["open"]]
+        if open_after:
+            recovery_ms = None  # never recovered while we watched
+        elif after:
+            recovery_ms = round(max(0.0, (after[-1]["end"] - fault_ended_at) * 1000), 1)
+        else:
+            recovery_ms = 0.0
+    errors: dict[str, int] = {}
+    for sample in samples:
+        if not sample.ok and sample.error:
+            errors[sample.error] = errors.get(sample.error, 0) + 1
+    head_latencies = sorted(s.latency_ms for s in heads if s.ok)
+    return {
+        "started_at": started_at,
+        "stopped_at": stopped_at,
+        "fault_started_at": fault_started_at,
+        "fault_ended_at": fault_ended_at,
+        "samples": len(samples),
+        "head_samples": len(heads),
+        "head_failures": sum(1 for s in heads if not s.ok),
+        "canary_samples": len(canaries),
+        "canary_failures": sum(1 for s in canaries if not s.ok),
+        "outages": [
+            {
+                "start": w["start"],
+                "end": w["end"],
+                "ms": w["ms"],
+                "open": w["open"],
+                "errors": w["errors"],
+            }
+            for w in windows
+        ],
+        "longest_outage_ms": longest,
+        "recovered": not any(w["open"] for w in windows),
+        "recovery_after_fault_ms": recovery_ms,
+        "error_classes": errors,
+        "head_p50_ms": round(head_latencies[len(head_latencies) // 2], 1)
+        if head_latencies
+        else None,
+        "budget_ms": budget_ms,
+        "within_budget": None if budget_ms is None else longest <= budget_ms,
+    }
+
+
+def samples_as_dicts(samples: list[Sample]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in samples]
