@@ -53,7 +53,7 @@ __all__ = [
 logger = logging.getLogger("flywheel_chaos.probes")
 
 MAX_CANARY_BYTES = 64 * 1024
-DELETE_VISIBLE_S = 1.0
+DELETE_VISIBLE_S = 2.0
 _CLEANUP_BUDGET_S = 3.0
 
 
@@ -648,17 +648,20 @@ def state_authority_healthy(
 def state_authority_serving_within(
     within_s: float = 60.0,
     interval_s: float = 0.5,
+    round_trip: bool = True,
     key: str = "",
     bucket: str = "",
     endpoint: str = "",
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Result:
-    """Wait until HEAD of the state key succeeds, for at most ``within_s`` seconds.
+    """Wait until the state authority serves again, for at most ``within_s`` seconds.
 
-    Put it in a method after a fault action so that the after-fault
-    hypothesis checks a recovered service. Each attempt has a 1 s read bound;
-    attempts are ``interval_s`` apart. Returns ``{"seconds", "attempts"}``.
+    Serving means HEAD of the state key succeeds and, with ``round_trip``, a
+    canary write/read/delete passes too (a restarted server may answer HEAD
+    before it is consistent). Put it in a method after a fault action so that
+    the after-fault hypothesis checks a recovered service. Attempts are
+    ``interval_s`` apart. Returns ``{"seconds", "attempts"}``.
     Raises ``ActivityFailed`` with the class of the last failure when the
     state key is still not readable at the deadline.
     """
@@ -670,6 +673,8 @@ def state_authority_serving_within(
         attempt += 1
         try:
             _check_state_key(authority)
+            if round_trip:
+                _check_canary_round_trip(authority)
             return {"seconds": round(time.monotonic() - started, 3), "attempts": attempt}
         except StateAuthorityError as exc:
             logger.info("serving-within: attempt %d: %s", attempt, exc.error_class)

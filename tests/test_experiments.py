@@ -1,0 +1,285 @@
+"""The fault experiments end to end in the lab, and the safety net around them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chaoslib.exceptions import ActivityFailed
+from kubernetes import client, config
+from labkit import REPO, env_file, running_lab
+
+from actions.cluster import INTENT_ANNOTATION
+from actions.nodes import drain_node
+from harness.lab.cluster import STATE_NAMESPACE, Lab
+from harness.processes import wait_until
+from probes.state_authority import state_authority_serving_within
+
+pytestmark = pytest.mark.lab
+
+BIN = Path(sys.executable).parent
+CHAOS = str(BIN / "chaos")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab(".lab-test-experiments") as instance:
+        yield instance
+
+
+@pytest.fixture
+def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The lab's environment with a fresh evidence and state directory per test."""
+    env = env_file(lab.paths.env_file)
+    env["FLYWHEEL_EVIDENCE_DIR"] = str(tmp_path / "evidence")
+    env["FLYWHEEL_STATE_DIR"] = str(tmp_path / "state")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def core(lab: Lab) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
+
+
+def _start(
+    experiment: str, env: dict[str, str], tmp_path: Path, tag: str = ""
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            CHAOS,
+            "--log-file",
+            str(tmp_path / f"chaos{tag}.log"),
+            "run",
+            "--journal-path",
+            str(tmp_path / f"journal{tag}.json"),
+            str(REPO / "experiments" / experiment),
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _records(env: dict[str, str]) -> list[dict[str, Any]]:
+    directory = Path(env["FLYWHEEL_EVIDENCE_DIR"])
+    return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+
+
+def _unschedulable(core: client.CoreV1Api, node: str = "bumble") -> bool:
+    return bool(core.read_node(node).spec.unschedulable)
+
+
+def _after_each(core: client.CoreV1Api, env: dict[str, str]) -> None:
+    wait_until(lambda: not _unschedulable(core), 5, "bumble to be schedulable")
+    state_authority_serving_within(within_s=120)
+
+
+def test_pod_delete_survives_within_its_budget_with_a_measured_outage(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    process = _start("pod-delete.yaml", run_env, tmp_path)
+    output, _ = process.communicate(timeout=600)
+    (record,) = _records(run_env)
+    assert record["verdict"] == "survived", output[-3000:]
+    prober = record["prober"]
+    assert 0 < prober["longest_outage_ms"] <= 60_000
+    assert prober["head_samples"] > 50
+    assert record["integrity"]["state_key_unchanged"] is True
+    assert run_env["AWS_SECRET_ACCESS_KEY"] not in json.dumps(record)
+    _after_each(core, run_env)
+
+
+def test_node_drain_is_recorded_not_survived_and_the_rollback_recovers(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    process = _start("node-drain.yaml", run_env, tmp_path)
+    output, _ = process.communicate(timeout=600)
+    (record,) = _records(run_env)
+    assert record["verdict"] == "not-survived", output[-3000:]
+    assert record["fault_actions"][0]["status"] == "succeeded"
+    assert record["prober"]["recovered"] is True
+    assert record["prober"]["longest_outage_ms"] > 30_000
+    assert record["rollbacks"] == [{"name": "uncordon-bumble", "status": "succeeded"}]
+    assert record["integrity"]["state_key_unchanged"] is True
+    assert not _unschedulable(core)
+    _after_each(core, run_env)
+
+
+def test_node_unavailable_is_recorded_not_survived_and_the_rollback_restores_bumble(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    process = _start("node-unavailable.yaml", run_env, tmp_path)
+    output, _ = process.communicate(timeout=600)
+    (record,) = _records(run_env)
+    assert record["verdict"] == "not-survived", output[-3000:]
+    assert record["prober"]["recovered"] is True
+    wait_until(
+        lambda: (
+            next(c.status for c in core.read_node("bumble").status.conditions if c.type == "Ready")
+            == "True"
+        ),
+        60,
+        "bumble to be Ready again",
+    )
+    _after_each(core, run_env)
+
+
+def test_kill_9_in_the_middle_of_a_drain_then_recover_leaves_bumble_schedulable(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    process = _start("node-drain.yaml", run_env, tmp_path)
+    try:
+        wait_until(lambda: _unschedulable(core), 60, "the drain to cordon bumble")
+        time.sleep(1.0)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    assert _unschedulable(core), "nothing should have undone the cordon of a killed run"
+    assert INTENT_ANNOTATION in (core.read_node("bumble").metadata.annotations or {})
+    env = {**os.environ, **run_env}
+    first = subprocess.run(
+        [str(BIN / "flywheel-chaos"), "recover"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "bumble: uncordoned" in first.stdout
+    assert "released the cluster lease" in first.stdout
+    assert not _unschedulable(core)
+    assert INTENT_ANNOTATION not in (core.read_node("bumble").metadata.annotations or {})
+    second = subprocess.run(
+        [str(BIN / "flywheel-chaos"), "recover"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 0 and "nothing to recover" in second.stdout
+    _after_each(core, run_env)
+
+
+def test_sigint_in_the_middle_of_a_drain_runs_the_rollbacks(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    process = _start("node-drain.yaml", run_env, tmp_path)
+    wait_until(lambda: _unschedulable(core), 60, "the drain to cordon bumble")
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    journal = json.loads((tmp_path / "journal.json").read_text())
+    assert journal["status"] == "interrupted", output[-3000:]
+    assert not _unschedulable(core)
+    (record,) = _records(run_env)
+    assert record["verdict"] == "aborted"
+    _after_each(core, run_env)
+
+
+def test_two_concurrent_runs_let_exactly_one_proceed(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    first = _start("pod-delete.yaml", run_env, tmp_path, "-a")
+    second = _start("pod-delete.yaml", run_env, tmp_path, "-b")
+    first.communicate(timeout=600)
+    second.communicate(timeout=600)
+    verdicts = sorted(r["verdict"] for r in _records(run_env))
+    assert verdicts == ["aborted", "survived"]
+    refused = next(r for r in _records(run_env) if r["verdict"] == "aborted")
+    assert "another experiment holds the cluster lease" in refused["reasons"][0]
+    _after_each(core, run_env)
+
+
+def test_a_disruption_budget_makes_the_drain_fail_in_time_naming_it_and_bumble_is_uncordoned(
+    run_env: dict[str, str], lab: Lab, core: client.CoreV1Api
+) -> None:
+    policy = client.PolicyV1Api(
+        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+    )
+    name = f"keep-state-{uuid.uuid4().hex[:6]}"
+    policy.create_namespaced_pod_disruption_budget(
+        STATE_NAMESPACE,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "minAvailable": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "attic-rustfs-openebs"}},
+            },
+        },
+    )
+    try:
+        wait_until(
+            lambda: (
+                (
+                    policy.read_namespaced_pod_disruption_budget(
+                        name, STATE_NAMESPACE
+                    ).status.current_healthy
+                    or 0
+                )
+                >= 1
+            ),
+            30,
+            "the disruption controller to count the healthy pod",
+        )
+        started = time.monotonic()
+        with pytest.raises(ActivityFailed, match=f"disruption budget {name}"):
+            drain_node(
+                name="bumble",
+                timeout_s=4.0,
+                configuration={
+                    "flywheel_node_allowlist": ["bumble"],
+                    "flywheel_namespace_allowlist": ["nix-cache"],
+                },
+            )
+        assert time.monotonic() - started < 4.0 + 3.0
+    finally:
+        policy.delete_namespaced_pod_disruption_budget(name, STATE_NAMESPACE)
+    assert not _unschedulable(core)
+    assert INTENT_ANNOTATION not in (core.read_node("bumble").metadata.annotations or {})
+
+
+def test_nodes_outside_the_allowlist_or_missing_are_refused_before_anything_changes(
+    run_env: dict[str, str], core: client.CoreV1Api
+) -> None:
+    allow = {
+        "flywheel_node_allowlist": ["bumble", "wasp"],
+        "flywheel_namespace_allowlist": ["nix-cache"],
+    }
+    before = core.read_node("honey")
+    with pytest.raises(ActivityFailed, match="node 'honey' is not in the node allowlist"):
+        drain_node(name="honey", configuration=allow)
+    after = core.read_node("honey")
+    assert after.metadata.resource_version == before.metadata.resource_version
+    with pytest.raises(ActivityFailed, match="node 'wasp' does not exist"):
+        drain_node(name="wasp", configuration=allow)
+    assert not list(Path(run_env["FLYWHEEL_STATE_DIR"]).glob("intents/*.json"))
+
+
+def test_a_dry_run_drain_shows_the_plan_and_changes_nothing(
+    run_env: dict[str, str], core: client.CoreV1Api
+) -> None:
+    before = core.read_node("bumble").metadata.resource_version
+    plan = drain_node(
+        name="bumble",
+        dry_run=True,
+        configuration={
+            "flywheel_node_allowlist": "bumble",
+            "flywheel_namespace_allowlist": "nix-cache",
+        },
+    )
+    assert plan["dry_run"] is True
+    assert [p for p in plan["evict"] if p.startswith("nix-cache/attic-rustfs-openebs-")]
+    assert core.read_node("bumble").metadata.resource_version == before
