@@ -7,11 +7,22 @@ export PATH := venv + ":" + env_var('PATH')
 default:
     @just --list
 
-# the main job: build (once) and start the lab, guard the state authority, run the experiment
+# the main job: build (once) and start the lab, guard the state authority, drain bumble, show the verdict
 demo: lab-build
     flywheel-chaos lab up
-    . .lab/env && flywheel-chaos guard && chaos --log-file .lab/chaostoolkit.log run --journal-path .lab/journal.json experiments/state-authority-smoke.yaml
+    . .lab/env && flywheel-chaos guard
+    # chaos exits 1 when the steady state deviates: the expected interim result, recorded as evidence
+    . .lab/env && chaos --log-file .lab/chaostoolkit.log run --journal-path .lab/journal.json experiments/node-drain.yaml || test -s .lab/journal.json
+    . .lab/env && flywheel-chaos evidence show latest
     @echo "the lab keeps running: 'source .lab/env' to use it, 'just lab-down' to stop it"
+
+# run one experiment against the lab: just run pod-delete
+run experiment:
+    . .lab/env && chaos --log-file .lab/chaostoolkit.log run --journal-path .lab/journal.json experiments/{{experiment}}.yaml
+
+# undo any fault whose rollback did not run
+recover:
+    . .lab/env && flywheel-chaos recover
 
 # static checks, then every test (real SeaweedFS and the lab's real control plane)
 test: lint lab-build

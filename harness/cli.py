@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recover.set_defaults(handler=_cmd_recover)
 
-    from harness import cli_lab
+    from harness import cli_evidence, cli_lab
 
+    cli_evidence.register(sub, common)
     cli_lab.register(sub, common)
     return parser
 

@@ -167,16 +167,12 @@ class NodeAgent:
         self.base.mkdir(parents=True, exist_ok=True)
         self.pods: dict[str, PodRunner] = {}
         self.stop_event = threading.Event()
-        # a private /tmp would hide a lab that itself lives under /tmp
-        under_tmp = Path("/tmp") in [lab.root, *lab.root.resolve().parents]
-        self.isolate = _unshare_works() and not under_tmp
+        self.isolate = _unshare_works()
         if not self.isolate:
-            logger.warning(
-                "containers share the host's /tmp (%s)",
-                "the lab directory is under /tmp"
-                if under_tmp
-                else "unshare --mount is not available",
-            )
+            logger.warning("containers share the host's /tmp: unshare --mount is not available")
+        # a lab under /tmp is bound back into each private /tmp at its own path
+        root = lab.root.resolve()
+        self.lab_under_tmp = str(root.relative_to("/tmp")) if Path("/tmp") in root.parents else ""
         self.ip_prefix = pod_network(node)
 
     # ----------------------------------------------------------- node ---
@@ -534,8 +530,17 @@ class NodeAgent:
         tmp = runner.directory / "tmp"
         if self.isolate:
             # a container starts with a fresh filesystem: its /tmp too
+            if any(os.path.ismount(p) for p in tmp.rglob("*") if p.is_dir()):
+                raise OSError(f"refusing to clear {tmp}: something is mounted under it")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True, exist_ok=True)
+            script = 'mount --rbind "$0" /tmp && exec "$@"'
+            if self.lab_under_tmp:
+                (tmp / self.lab_under_tmp).mkdir(parents=True, exist_ok=True)
+                script = (
+                    f'mount --bind "{self.lab.root.resolve()}" "$0/{self.lab_under_tmp}" && '
+                    + script
+                )
             argv = [
                 "unshare",
                 "--mount",
@@ -544,8 +549,8 @@ class NodeAgent:
                 "--",
                 "/bin/sh",
                 "-c",
-                'mount --bind "$0" /tmp && exec "$@"',
-                str(runner.directory / "tmp"),
+                script,
+                str(tmp),
                 *argv,
             ]
         with container.log_path.open("ab") as log:
@@ -806,6 +811,9 @@ class NodeAgent:
             self.stop_containers(runner, grace_s)
             if delete_after:
                 self._delete_pod(runner.namespace, runner.name, runner.uid)
+                # the container filesystem goes with the pod; its log stays
+                shutil.rmtree(runner.directory / "tmp", ignore_errors=True)
+                shutil.rmtree(runner.directory / "volumes", ignore_errors=True)
         except Exception as exc:
             logger.warning("stopping %s failed: %s", runner.name, exc)
             runner.stopping = False

@@ -1,0 +1,122 @@
+"""``flywheel-chaos evidence list | show``: the recorded survival evidence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.errors import EXIT_OK, ConfigError
+from harness.evidence import evidence_dir
+
+
+def _records(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            found.append((path, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            found.append((path, {"verdict": "unreadable"}))
+    return found
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from harness.cli import _print_json, out
+
+    directory = Path(args.dir) if args.dir else evidence_dir()
+    records = _records(directory)
+    if args.json:
+        _print_json(
+            [
+                {"file": p.name, **{k: r.get(k) for k in ("id", "fault", "verdict", "recorded_at")}}
+                for p, r in records
+            ]
+        )
+        return EXIT_OK
+    if not records:
+        out.print(f"no evidence in {directory}")
+        return EXIT_OK
+    table = Table(title=f"evidence in {directory}", title_justify="left")
+    for column in ("recorded", "fault", "verdict", "longest outage", "record"):
+        table.add_column(column)
+    colours = {"survived": "green", "not-survived": "red", "aborted": "yellow", "error": "magenta"}
+    for path, record in records:
+        verdict = record.get("verdict", "?")
+        outage = (record.get("prober") or {}).get("longest_outage_ms")
+        table.add_row(
+            str(record.get("recorded_at", ""))[:19],
+            str(record.get("fault", "")),
+            f"[{colours.get(verdict, 'white')}]{verdict}[/]",
+            f"{outage / 1000:.1f} s" if isinstance(outage, int | float) else "-",
+            path.name,
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from harness.cli import _print_json, out
+
+    directory = Path(args.dir) if args.dir else evidence_dir()
+    records = _records(directory)
+    if not records:
+        raise ConfigError(
+            f"no evidence in {directory}",
+            "run an experiment first (chaos run experiments/pod-delete.yaml)",
+        )
+    wanted = args.record
+    matches = (
+        [(p, r) for p, r in records if wanted in (p.name, p.stem, r.get("id"))]
+        if wanted != "latest"
+        else records[-1:]
+    )
+    if not matches:
+        raise ConfigError(
+            f"no evidence record {wanted!r} in {directory}", "see flywheel-chaos evidence list"
+        )
+    path, record = matches[-1]
+    if args.json:
+        _print_json(record)
+        return EXIT_OK
+    prober = record.get("prober") or {}
+    out.print(f"[bold]{record.get('experiment')}[/]  ({path.name})")
+    out.print(
+        f"verdict: [bold]{record.get('verdict')}[/]: {'; '.join(record.get('reasons') or [])}"
+    )
+    out.print(f"fault: {record.get('fault')}  target: {record.get('target')}")
+    if prober:
+        out.print(
+            f"prober: {prober.get('head_samples')} HEAD samples, {prober.get('head_failures')} failed; "
+            f"longest outage {prober.get('longest_outage_ms', 0) / 1000:.2f} s (budget "
+            f"{(prober.get('budget_ms') or 0) / 1000:.0f} s); recovery after the fault "
+            f"{prober.get('recovery_after_fault_ms')} ms; errors {prober.get('error_classes')}"
+        )
+        for window in prober.get("outages", []):
+            out.print(
+                f"  outage {window['ms'] / 1000:.2f} s{' (still open)' if window.get('open') else ''}: {window.get('errors')}"
+            )
+    integrity = record.get("integrity") or {}
+    out.print(f"state key unchanged: {integrity.get('state_key_unchanged')}")
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    evidence = sub.add_parser("evidence", parents=[common], help="recorded survival evidence")
+    evidence.add_argument(
+        "--dir",
+        default=None,
+        help="evidence directory (default: FLYWHEEL_EVIDENCE_DIR or evidence/)",
+    )
+    verbs = evidence.add_subparsers(
+        dest="evidence_command", metavar="ACTION", required=True, parser_class=type(evidence)
+    )
+    listing = verbs.add_parser("list", parents=[common], help="one line per record")
+    listing.set_defaults(handler=_cmd_list)
+    show = verbs.add_parser("show", parents=[common], help="one record in detail")
+    show.add_argument(
+        "record", nargs="?", default="latest", help="file name or id (default: the latest)"
+    )
+    show.set_defaults(handler=_cmd_show)
