@@ -141,18 +141,25 @@ class Prober:
             return list(self.samples)
 
 
+def _moment(sample: Sample) -> float:
+    """When a sample tells something: a failure at the request's start (the
+    service failed a request issued then), a success at its answer (the service
+    answered then: a request that hung through a freeze is answered after it)."""
+    return sample.at if not sample.ok else sample.at + sample.latency_ms / 1000
+
+
 def outage_windows(samples: list[Sample], end: float) -> list[dict[str, Any]]:
     """Maximal runs of failed HEAD samples, each from its first failure to the next success."""
-    heads = sorted((s for s in samples if s.kind == "head"), key=lambda s: s.at)
+    heads = sorted((s for s in samples if s.kind == "head"), key=_moment)
     windows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for sample in heads:
         if not sample.ok and current is None:
-            current = {"start": sample.at, "errors": {}}
+            current = {"start": _moment(sample), "errors": {}}
         if not sample.ok and current is not None and sample.error:
             current["errors"][sample.error] = current["errors"].get(sample.error, 0) + 1
         if sample.ok and current is not None:
-            current["end"] = sample.at
+            current["end"] = _moment(sample)
             windows.append(current)
             current = None
     if current is not None:

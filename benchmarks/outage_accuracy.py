@@ -1,0 +1,111 @@
+"""How exactly does the survival prober measure an outage? Inject one of known length.
+
+In a scratch lab, freezes the state authority's S3 process (SIGSTOP of its
+process group) for exactly --freeze seconds, then resumes it, while
+  ours  the survival prober (HEAD every 100 ms, windows from sample times)
+  ctk   what Chaos Toolkit's `--hypothesis-strategy continuously` sees: the
+        state-key probe run, then 1.0 s between iterations (its default),
+        turned into windows the same way (it computes none itself)
+sample the same endpoint. Prints each one's measured longest outage, its
+error against the truth, and the ratio of the errors.
+
+    python benchmarks/outage_accuracy.py [--freeze 3.0] [--trials 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from harness.lab.build import build
+from harness.lab.cluster import Lab
+from harness.lab.paths import LabPaths
+from harness.prober import Prober, Sample, outage_windows
+from probes.failures import StateAuthorityError
+from probes.s3client import load_authority
+from probes.state_authority import _check_state_key, state_authority_serving_within
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def env_file(path: Path) -> dict[str, str]:
+    import shlex
+
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            values[name] = shlex.split(value)[0] if value else ""
+    return values
+
+
+def ctk_loop(authority, stop: threading.Event, samples: list[Sample]) -> None:  # type: ignore[no-untyped-def]
+    while not stop.is_set():
+        started_wall, started = time.time(), time.monotonic()
+        try:
+            _check_state_key(authority)
+            samples.append(Sample("head", started_wall, True, (time.monotonic() - started) * 1000))
+        except StateAuthorityError as exc:
+            samples.append(Sample("head", started_wall, False, (time.monotonic() - started) * 1000, exc.error_class))
+        stop.wait(1.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--freeze", type=float, default=3.0)
+    parser.add_argument("--trials", type=int, default=3)
+    args = parser.parse_args()
+    build()
+    root = REPO / ".lab-bench-outage"
+    shutil.rmtree(root, ignore_errors=True)
+    lab = Lab(LabPaths(root))
+    lab.up(lambda m: None)
+    try:
+        env = env_file(lab.paths.env_file)
+        os.environ.update(env)
+        authority = load_authority()
+        ours_err, ctk_err = [], []
+        for trial in range(1, args.trials + 1):
+            state_authority_serving_within(within_s=120)
+            pids = lab.pod_pids()
+            prober = Prober(authority)
+            ctk_samples: list[Sample] = []
+            stop = threading.Event()
+            ctk = threading.Thread(target=ctk_loop, args=(authority, stop, ctk_samples), daemon=True)
+            prober.start()
+            ctk.start()
+            time.sleep(2.0)
+            for pid in pids:
+                os.killpg(pid, signal.SIGSTOP)
+            frozen_at = time.monotonic()
+            time.sleep(max(0.0, args.freeze - (time.monotonic() - frozen_at)))
+            for pid in pids:
+                os.killpg(pid, signal.SIGCONT)
+            truth_ms = (time.monotonic() - frozen_at) * 1000
+            time.sleep(4.0)
+            stop.set()
+            prober.stop()
+            ctk.join(timeout=10)
+            ours = max((w["ms"] for w in outage_windows(prober.snapshot(), time.time())), default=0.0)
+            theirs = max((w["ms"] for w in outage_windows(ctk_samples, time.time())), default=0.0)
+            ours_err.append(abs(ours - truth_ms))
+            ctk_err.append(abs(theirs - truth_ms))
+            print(f"trial {trial}: truth {truth_ms:7.0f} ms | ours {ours:7.0f} ms (error {ours - truth_ms:+5.0f}) "
+                  f"| chaos-toolkit-style {theirs:7.0f} ms (error {theirs - truth_ms:+5.0f})")
+        print(f"median |error|: ours {statistics.median(ours_err):.0f} ms (target <= 150 ms), "
+              f"chaos-toolkit-style {statistics.median(ctk_err):.0f} ms; "
+              f"ratio {statistics.median(ctk_err) / max(1.0, statistics.median(ours_err)):.1f}x")
+    finally:
+        lab.down(lambda m: None)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
