@@ -48,7 +48,11 @@ lab-down *args:
 
 # the pre-mutation deep check of the state authority (fail closed)
 tofu-state-authority-deep-check *args:
-    flywheel-chaos guard {{args}}
+    flywheel-chaos guard --record {{args}}
+
+# the HA readiness gate: red until a state authority proves the HA requirements
+tofu-state-ha-readiness *args:
+    flywheel-chaos gate {{args}}
 
 # list every probe and action of the extension
 discover:

@@ -63,7 +63,11 @@ def main() -> int:
 
         def settled() -> bool:
             pods = core.list_namespaced_pod("nix-cache").items
-            running = [p for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
+            running = [
+                p
+                for p in pods
+                if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+            ]
             return len(running) == 7 and all(p.spec.node_name == "bumble" for p in running)
 
         def ready_again() -> None:
@@ -76,8 +80,14 @@ def main() -> int:
         def ours() -> None:
             from actions.nodes import drain_node
 
-            drain_node(name="bumble", timeout_s=300, configuration={
-                "flywheel_node_allowlist": "bumble", "flywheel_namespace_allowlist": "nix-cache"})
+            drain_node(
+                name="bumble",
+                timeout_s=300,
+                configuration={
+                    "flywheel_node_allowlist": "bumble",
+                    "flywheel_namespace_allowlist": "nix-cache",
+                },
+            )
 
         def chaosk8s() -> None:
             from chaosk8s.node.actions import drain_nodes
@@ -86,19 +96,33 @@ def main() -> int:
 
         def kubectl() -> None:
             subprocess.run(
-                [str(Path(sys.executable).parent / "kubectl"), "drain", "bumble", "--ignore-daemonsets",
-                 "--delete-emptydir-data", "--timeout=300s"],
-                check=True, capture_output=True, timeout=320,
+                [
+                    str(Path(sys.executable).parent / "kubectl"),
+                    "drain",
+                    "bumble",
+                    "--ignore-daemonsets",
+                    "--delete-emptydir-data",
+                    "--timeout=300s",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=320,
             )
 
-        for name, drain in (("kubectl drain", kubectl), ("flywheel-chaos drain_node", ours), ("chaosk8s drain_nodes", chaosk8s)):
+        for name, drain in (
+            ("kubectl drain", kubectl),
+            ("flywheel-chaos drain_node", ours),
+            ("chaosk8s drain_nodes", chaosk8s),
+        ):
             started = time.perf_counter()
             try:
                 drain()
                 results[name] = time.perf_counter() - started
                 print(f"{name:28s} {results[name]:6.1f} s")
             except Exception as exc:
-                print(f"{name:28s} failed after {time.perf_counter() - started:.1f} s: {type(exc).__name__}: {str(exc)[:200]}")
+                print(
+                    f"{name:28s} failed after {time.perf_counter() - started:.1f} s: {type(exc).__name__}: {str(exc)[:200]}"
+                )
             ready_again()
         base = results.get("kubectl drain")
         if base:

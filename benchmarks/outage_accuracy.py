@@ -52,7 +52,15 @@ def ctk_loop(authority, stop: threading.Event, samples: list[Sample]) -> None:  
             _check_state_key(authority)
             samples.append(Sample("head", started_wall, True, (time.monotonic() - started) * 1000))
         except StateAuthorityError as exc:
-            samples.append(Sample("head", started_wall, False, (time.monotonic() - started) * 1000, exc.error_class))
+            samples.append(
+                Sample(
+                    "head",
+                    started_wall,
+                    False,
+                    (time.monotonic() - started) * 1000,
+                    exc.error_class,
+                )
+            )
         stop.wait(1.0)
 
 
@@ -77,7 +85,9 @@ def main() -> int:
             prober = Prober(authority)
             ctk_samples: list[Sample] = []
             stop = threading.Event()
-            ctk = threading.Thread(target=ctk_loop, args=(authority, stop, ctk_samples), daemon=True)
+            ctk = threading.Thread(
+                target=ctk_loop, args=(authority, stop, ctk_samples), daemon=True
+            )
             prober.start()
             ctk.start()
             time.sleep(2.0)
@@ -92,15 +102,21 @@ def main() -> int:
             stop.set()
             prober.stop()
             ctk.join(timeout=10)
-            ours = max((w["ms"] for w in outage_windows(prober.snapshot(), time.time())), default=0.0)
+            ours = max(
+                (w["ms"] for w in outage_windows(prober.snapshot(), time.time())), default=0.0
+            )
             theirs = max((w["ms"] for w in outage_windows(ctk_samples, time.time())), default=0.0)
             ours_err.append(abs(ours - truth_ms))
             ctk_err.append(abs(theirs - truth_ms))
-            print(f"trial {trial}: truth {truth_ms:7.0f} ms | ours {ours:7.0f} ms (error {ours - truth_ms:+5.0f}) "
-                  f"| chaos-toolkit-style {theirs:7.0f} ms (error {theirs - truth_ms:+5.0f})")
-        print(f"median |error|: ours {statistics.median(ours_err):.0f} ms (target <= 150 ms), "
-              f"chaos-toolkit-style {statistics.median(ctk_err):.0f} ms; "
-              f"ratio {statistics.median(ctk_err) / max(1.0, statistics.median(ours_err)):.1f}x")
+            print(
+                f"trial {trial}: truth {truth_ms:7.0f} ms | ours {ours:7.0f} ms (error {ours - truth_ms:+5.0f}) "
+                f"| chaos-toolkit-style {theirs:7.0f} ms (error {theirs - truth_ms:+5.0f})"
+            )
+        print(
+            f"median |error|: ours {statistics.median(ours_err):.0f} ms (target <= 150 ms), "
+            f"chaos-toolkit-style {statistics.median(ctk_err):.0f} ms; "
+            f"ratio {statistics.median(ctk_err) / max(1.0, statistics.median(ours_err)):.1f}x"
+        )
     finally:
         lab.down(lambda m: None)
         shutil.rmtree(root, ignore_errors=True)

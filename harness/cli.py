@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from chaoslib.exceptions import ActivityFailed
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, HarnessError
+from harness.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, HarnessError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -53,6 +54,24 @@ def _cmd_guard(args: argparse.Namespace) -> int:
         backend_config=args.backend_config,
     )
     report = run_guard(authority)
+    if args.record:
+        from harness.evidence import new_record, write_record
+
+        path = write_record(
+            new_record(
+                kind="guard",
+                fault="guard",
+                verdict="passed" if report.ok else "failed",
+                reasons=[c["error"]["message"] for c in report.checks if not c["ok"]],
+                target={
+                    "endpoint": authority.endpoint,
+                    "bucket": authority.bucket,
+                    "key": authority.key,
+                },
+                checks=[{k: c[k] for k in ("name", "ok", "duration_ms")} for c in report.checks],
+            )
+        )
+        err.print(f"[dim]recorded {path}[/]")
     if args.json:
         _print_json(report.as_json())
     else:
@@ -90,6 +109,100 @@ def _cmd_guard(args: argparse.Namespace) -> int:
         )
         out.print(f"guard {verdict} ({report.duration_ms:.0f} ms)")
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+# ------------------------------------------------------------------- gate ---
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from harness.gate import evaluate
+    from harness.guard import resolve_authority
+
+    authority = resolve_authority()
+    try:
+        report = evaluate(authority, max_age_days=args.max_age)
+    except ActivityFailed as exc:
+        raise ConfigError(
+            str(exc).split(" (hint")[0], "set KUBECONFIG (for the lab: source .lab/env)"
+        ) from exc
+    if args.expect_interim:
+        if report.proven:
+            mode, code = "stale_interim_flag", EXIT_FAILED
+            why = "HA is proven: --expect-interim is stale, drop it"
+        elif report.tampered:
+            mode, code, why = (
+                "evidence_tampered",
+                EXIT_FAILED,
+                "recorded evidence fails verification",
+            )
+        elif not report.guard_ok:
+            mode, code, why = (
+                "interim_degraded",
+                EXIT_FAILED,
+                "the guard fails: worse than the known interim posture",
+            )
+        elif not report.interim_posture:
+            mode, code, why = (
+                "posture_unknown",
+                EXIT_FAILED,
+                "the live posture is not the known interim one",
+            )
+        else:
+            mode, code, why = (
+                "interim_expected",
+                EXIT_OK,
+                "the known interim posture; HA not yet proven",
+            )
+    else:
+        mode = "ha_ready" if report.proven else "not_ha_ready"
+        code = EXIT_OK if report.proven else EXIT_FAILED
+        why = "every requirement is proven" if report.proven else "unproven requirements remain"
+    if args.json:
+        _print_json(
+            {
+                "mode": mode,
+                "ok": code == EXIT_OK,
+                "reason": why,
+                "requirements": [r.as_dict() for r in report.rows],
+                "tampered": [
+                    {"record": v.path.name, "problems": v.problems} for v in report.tampered
+                ],
+                "facts": report.facts,
+            }
+        )
+        return code
+    table = Table(title="HA state authority readiness", title_justify="left")
+    for column in ("requirement", "status", "evidence", "age", "detail"):
+        table.add_column(column, overflow="fold")
+    colours = {"proven": "green", "unproven": "yellow", "failed": "red", "stale": "magenta"}
+    for row in report.rows:
+        age = "-" if row.age_days is None else f"{row.age_days:.1f}d"
+        table.add_row(
+            row.requirement.name,
+            f"[{colours[row.status]}]{row.status}[/]",
+            row.evidence or "-",
+            age,
+            row.detail,
+        )
+    out.print(table)
+    for tampered in report.tampered:
+        out.print(f"[red]TAMPERED[/] {tampered.path.name}: {'; '.join(tampered.problems)}")
+    facts = report.facts
+    if "error" in facts:
+        out.print(f"live facts: {facts['error']}")
+    else:
+        volumes = "; ".join(
+            f"{v['claim']} {','.join(v['access_modes'] or [])} pinned to {','.join(v['pinned_nodes']) or 'no node'}"
+            for v in facts.get("volumes", [])
+        )
+        out.print(
+            f"live: {facts['namespace']}/{facts['deployment']} replicas={facts['replicas']} "
+            f"ready_endpoints={facts['ready_endpoints']} zfs_nodes={facts['openebs_zfs_nodes']} "
+            f"image_pinned_by_digest={facts['image_pinned_by_digest']}; {volumes}"
+        )
+    out.print(f"mode={mode}")
+    out.print(why)
+    return code
 
 
 # ---------------------------------------------------------------- recover ---
@@ -153,7 +266,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read bucket, key, region, endpoint and path style from an OpenTofu S3 backend file",
     )
+    guard.add_argument(
+        "--record",
+        action="store_true",
+        help="write the result as evidence (what the gate's pre-mutation row reads)",
+    )
     guard.set_defaults(handler=_cmd_guard)
+
+    gate = sub.add_parser(
+        "gate",
+        parents=[common],
+        help="the HA readiness gate over recorded evidence and live facts",
+        description="Exit 0 only when every HA requirement is proven by fresh, verified evidence.",
+    )
+    gate.add_argument(
+        "--expect-interim", action="store_true", help="green while the known interim posture holds"
+    )
+    gate.add_argument(
+        "--max-age",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="older evidence does not count (default 30)",
+    )
+    gate.set_defaults(handler=_cmd_gate)
 
     recover = sub.add_parser(
         "recover",

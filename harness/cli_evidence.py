@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EXIT_OK, ConfigError
+from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from harness.evidence import evidence_dir
 
 
 def _records(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
     found = []
-    for path in sorted(directory.glob("*.json")):
+    from harness.evidence import record_files
+
+    for path in record_files(directory):
         try:
             found.append((path, json.loads(path.read_text())))
         except (OSError, ValueError):
@@ -103,6 +105,30 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from harness.cli import _print_json, out
+    from harness.evidence import verify
+
+    directory = Path(args.dir) if args.dir else evidence_dir()
+    results = verify(directory)
+    bad = [r for r in results if not r.ok]
+    if args.json:
+        _print_json(
+            {
+                "ok": not bad,
+                "records": len(results),
+                "problems": [{"record": r.path.name, "problems": r.problems} for r in bad],
+            }
+        )
+    else:
+        for result in bad:
+            for problem in result.problems:
+                out.print(f"[red]TAMPERED[/] {result.path.name}: {problem}")
+        if not bad:
+            out.print(f"[green]ok[/]: {len(results)} record(s) in {directory}, chain intact")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     evidence = sub.add_parser("evidence", parents=[common], help="recorded survival evidence")
     evidence.add_argument(
@@ -120,3 +146,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "record", nargs="?", default="latest", help="file name or id (default: the latest)"
     )
     show.set_defaults(handler=_cmd_show)
+    check = verbs.add_parser(
+        "verify", parents=[common], help="check every record's form, hashes and the chain"
+    )
+    check.set_defaults(handler=_cmd_verify)

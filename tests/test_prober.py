@@ -6,9 +6,17 @@ from harness.evidence import decide
 from harness.prober import Sample, outage_windows, summarize
 
 
-def _heads(pattern: str, start: float = 100.0, step: float = 0.1, latency_ms: float = 5.0) -> list[Sample]:
+def _heads(
+    pattern: str, start: float = 100.0, step: float = 0.1, latency_ms: float = 5.0
+) -> list[Sample]:
     return [
-        Sample("head", start + i * step, ok == "+", latency_ms, None if ok == "+" else "endpoint-unreachable")
+        Sample(
+            "head",
+            start + i * step,
+            ok == "+",
+            latency_ms,
+            None if ok == "+" else "endpoint-unreachable",
+        )
         for i, ok in enumerate(pattern)
     ]
 
@@ -30,36 +38,58 @@ def test_separate_outages_are_separate_windows_and_the_longest_is_reported() -> 
 
 
 def test_an_outage_still_open_at_the_end_is_flagged_and_not_recovered() -> None:
-    summary = summarize(_heads("++---"), 100.0, 100.9, fault_started_at=100.1, fault_ended_at=100.15)
+    summary = summarize(
+        _heads("++---"), 100.0, 100.9, fault_started_at=100.1, fault_ended_at=100.15
+    )
     assert summary["outages"][-1]["open"] is True
     assert summary["recovered"] is False
     assert summary["recovery_after_fault_ms"] is None
 
 
 def test_recovery_is_measured_from_the_end_of_the_fault_action() -> None:
-    summary = summarize(_heads("++----+++"), 100.0, 101.0, fault_started_at=100.15, fault_ended_at=100.25)
+    summary = summarize(
+        _heads("++----+++"), 100.0, 101.0, fault_started_at=100.15, fault_ended_at=100.25
+    )
     assert round(summary["recovery_after_fault_ms"]) == round((100.6 + 0.005 - 100.25) * 1000)
 
 
 def test_a_hung_request_answered_after_a_freeze_ends_the_window_when_it_is_answered() -> None:
-    samples = [Sample("head", 100.0, True, 5), Sample("head", 100.1, False, 1000, "timeout"),
-               Sample("head", 101.1, True, 1900)]
+    samples = [
+        Sample("head", 100.0, True, 5),
+        Sample("head", 100.1, False, 1000, "timeout"),
+        Sample("head", 101.1, True, 1900),
+    ]
     (window,) = outage_windows(samples, end=110)
     assert round(window["ms"]) == 2900
 
 
-def _journal(status: str = "completed", deviated: bool = False, before: bool = True, after: bool = True) -> dict:
-    return {"status": status, "deviated": deviated,
-            "steady_states": {"before": {"steady_state_met": before}, "after": {"steady_state_met": after}}}
+def _journal(
+    status: str = "completed", deviated: bool = False, before: bool = True, after: bool = True
+) -> dict:
+    return {
+        "status": status,
+        "deviated": deviated,
+        "steady_states": {
+            "before": {"steady_state_met": before},
+            "after": {"steady_state_met": after},
+        },
+    }
 
 
 def test_verdict_rules() -> None:
     ok_action = [{"name": "drain", "status": "succeeded"}]
-    within = {"within_budget": True, "recovered": True, "longest_outage_ms": 900.0, "budget_ms": 5000.0}
+    within = {
+        "within_budget": True,
+        "recovered": True,
+        "longest_outage_ms": 900.0,
+        "budget_ms": 5000.0,
+    }
     beyond = {**within, "within_budget": False, "longest_outage_ms": 9000.0}
     assert decide(_journal(), within, ok_action, None)[0] == "survived"
     assert decide(_journal(), beyond, ok_action, None)[0] == "not-survived"
-    assert decide(_journal(deviated=True, after=False), within, ok_action, None)[0] == "not-survived"
+    assert (
+        decide(_journal(deviated=True, after=False), within, ok_action, None)[0] == "not-survived"
+    )
     assert decide(_journal(before=False), within, ok_action, None)[0] == "error"
     assert decide(_journal(), within, [{"name": "drain", "status": "failed"}], None)[0] == "error"
     assert decide(_journal(status="interrupted"), within, ok_action, None)[0] == "aborted"

@@ -51,11 +51,28 @@ def before_experiment_control(
         run.integrity_before = _state_key(configuration, secrets)
 
 
+def _proof_verdict(journal: dict[str, Any], refused: str | None) -> tuple[str, list[str]]:
+    """A proof passes when its steady state held and every method probe succeeded."""
+    if refused:
+        return "aborted", [refused]
+    if journal.get("status") in ("interrupted", "aborted"):
+        return "aborted", [f"the run was {journal.get('status')}"]
+    failed = [
+        f"{r.get('activity', {}).get('name')}: {str(r.get('exception') or r.get('status'))[-300:]}"
+        for r in journal.get("run") or []
+        if r.get("status") != "succeeded"
+    ]
+    if failed or journal.get("deviated") or journal.get("status") != "completed":
+        return "failed", failed or [f"the run ended {journal.get('status')}"]
+    return "passed", [f"{len(journal.get('run') or [])} proof step(s) passed"]
+
+
 def after_experiment_control(
     context: dict[str, Any],
     state: dict[str, Any],
     fault: str = "",
     target_node: str = "",
+    proof: bool = False,
     configuration: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
@@ -65,7 +82,10 @@ def after_experiment_control(
     after = None if run.lease_refused else _state_key(configuration, secrets)
     before = run.integrity_before
     summary = run.prober_summary
-    verdict, reasons = decide(journal, summary, run.fault_actions, run.lease_refused)
+    if proof:
+        verdict, reasons = _proof_verdict(journal, run.lease_refused)
+    else:
+        verdict, reasons = decide(journal, summary, run.fault_actions, run.lease_refused)
     unchanged = None
     if before and after and before.get("ok") and after.get("ok"):
         unchanged = before["etag"] == after["etag"] and before["size"] == after["size"]
@@ -83,6 +103,7 @@ def after_experiment_control(
         target["node"] = target_node
     steady = journal.get("steady_states") or {}
     record = new_record(
+        kind="proof" if proof else "experiment",
         run_id=run.run_id,
         experiment=context.get("title"),
         fault=fault or run.fault,
@@ -100,6 +121,16 @@ def after_experiment_control(
             "after": (steady.get("after") or {}).get("steady_state_met"),
         },
         fault_actions=run.fault_actions,
+        proof_steps=[
+            {
+                "name": r.get("activity", {}).get("name"),
+                "status": r.get("status"),
+                "output": r.get("output"),
+            }
+            for r in journal.get("run") or []
+        ]
+        if proof
+        else None,
         rollbacks=[
             {"name": r.get("activity", {}).get("name"), "status": r.get("status")}
             for r in journal.get("rollbacks") or []
@@ -114,6 +145,6 @@ def after_experiment_control(
         },
         lab=bool(os.environ.get("FLYWHEEL_LAB_DIR")),
     )
-    path = write_record(record)
+    path = write_record(record, journal={k: v for k, v in journal.items() if k != "flywheel"})
     journal["flywheel"] = {"verdict": verdict, "reasons": reasons, "evidence": str(path)}
     logger.info("verdict %s (%s); evidence %s", verdict, "; ".join(reasons), path)

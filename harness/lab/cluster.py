@@ -65,6 +65,7 @@ TOPOLOGIES = REPO / "lab" / "topologies"
 STATE_NAMESPACE = "nix-cache"
 STATE_SERVICE = "attic-rustfs-openebs"
 STATE_BUCKET = "tofu-state"
+BACKUP_BUCKET = "tofu-state-backup"
 STATE_KEY = "gloriousflywheel/platform/terraform.tfstate"
 SEED_STATE = (
     b'{"version": 4, "terraform_version": "1.12.2", "serial": 42, '
@@ -507,8 +508,9 @@ class Lab:
 
         wait_until(serving, 60, f"the state authority to serve S3 at {endpoint}", interval_s=0.2)
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        if STATE_BUCKET not in existing:
-            s3.create_bucket(Bucket=STATE_BUCKET)
+        for name in (STATE_BUCKET, BACKUP_BUCKET):
+            if name not in existing:
+                s3.create_bucket(Bucket=name)
         s3.put_bucket_versioning(Bucket=STATE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
         try:
             s3.head_object(Bucket=STATE_BUCKET, Key=STATE_KEY)
@@ -526,6 +528,7 @@ class Lab:
             "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
             "TOFU_STATE_BUCKET": STATE_BUCKET,
             "TOFU_STATE_KEY": STATE_KEY,
+            "TOFU_STATE_BACKUP_BUCKET": BACKUP_BUCKET,
             "FLYWHEEL_EVIDENCE_DIR": str(REPO / "evidence"),
             "FLYWHEEL_LAB_DIR": str(self.paths.root),
             "FLYWHEEL_STATE_DIR": str(REPO / ".flywheel"),

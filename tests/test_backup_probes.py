@@ -1,0 +1,79 @@
+"""Backup, restore, retention and versioning probes against the real SeaweedFS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from chaoslib.exceptions import ActivityFailed
+from conftest import STATE_KEY, empty_and_delete_bucket
+
+from probes import backup
+
+pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+def backup_bucket(s3_admin: Any, state_bucket: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = f"{state_bucket}-backup"
+    s3_admin.create_bucket(Bucket=name)
+    yield name
+    empty_and_delete_bucket(s3_admin, name)
+
+
+def _all_keys(client: Any, bucket: str) -> list[str]:
+    listing = client.list_object_versions(Bucket=bucket)
+    return [v["Key"] for v in listing.get("Versions", []) + listing.get("DeleteMarkers", [])]
+
+
+def test_an_older_state_version_is_restored_byte_identical_and_nothing_is_left(
+    authority_env: dict[str, str], s3_admin: Any, state_bucket: str
+) -> None:
+    result = backup.versioned_restore_ok()
+    assert result["restored_version"] != result["replaced_version"]
+    assert len(result["sha256"]) == 64
+    assert _all_keys(s3_admin, state_bucket) == [STATE_KEY]
+
+
+def test_restore_of_versions_needs_versioning(authority_env: dict[str, str], unversioned_bucket: str) -> None:
+    with pytest.raises(ActivityFailed, match=r"^versioning-disabled: "):
+        backup.versioned_restore_ok(bucket=unversioned_bucket)
+
+
+def test_a_backup_copy_restores_after_the_original_is_lost(
+    authority_env: dict[str, str], s3_admin: Any, state_bucket: str, backup_bucket: str
+) -> None:
+    result = backup.backup_copy_restore_ok()
+    assert result["backup_bucket"] == backup_bucket
+    assert _all_keys(s3_admin, state_bucket) == [STATE_KEY]
+    assert _all_keys(s3_admin, backup_bucket) == []
+
+
+def test_a_missing_backup_bucket_is_classed_no_such_bucket(authority_env: dict[str, str]) -> None:
+    with pytest.raises(ActivityFailed, match=r"^no-such-bucket: "):
+        backup.backup_copy_restore_ok(backup_bucket="no-backup-bucket-here")
+
+
+def test_no_lifecycle_rule_is_a_finding_not_a_failure(authority_env: dict[str, str]) -> None:
+    result = backup.retention_rules_reported()
+    assert result["rules"] == []
+    assert "kept forever" in result["findings"][0]
+
+
+def test_a_noncurrent_version_rule_is_reported(
+    authority_env: dict[str, str], s3_admin: Any, state_bucket: str
+) -> None:
+    try:
+        s3_admin.put_bucket_lifecycle_configuration(
+            Bucket=state_bucket,
+            LifecycleConfiguration={"Rules": [{"ID": "old-state", "Status": "Enabled", "Filter": {"Prefix": ""},
+                                               "NoncurrentVersionExpiration": {"NoncurrentDays": 90}}]},
+        )
+    except s3_admin.exceptions.ClientError as exc:  # the server may not implement it
+        pytest.skip(f"server does not store lifecycle rules: {exc}")
+    result = backup.retention_rules_reported()
+    if not result["rules"]:
+        pytest.skip("server accepted but does not return lifecycle rules")
+    assert result["noncurrent_version_days"] == [90]
+    assert result["findings"] == []
