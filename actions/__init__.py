@@ -14,7 +14,7 @@ from chaoslib.discovery import discover_actions, discover_probes, initialize_dis
 __all__ = ["discover"]
 
 ACTION_MODULES: tuple[str, ...] = ("actions.nodes", "actions.pods")
-PROBE_MODULES: tuple[str, ...] = ("probes.state_authority", "probes.backup")
+PROBE_MODULES: tuple[str, ...] = ("probes.state_authority", "probes.backup", "probes.tofu")
 
 
 def _version() -> str:

@@ -302,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     from harness import cli_evidence, cli_lab
 
     cli_evidence.register(sub, common)
+    cli_evidence.register_report(sub, common)
     cli_lab.register(sub, common)
     return parser
 

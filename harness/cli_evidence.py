@@ -129,6 +129,44 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILED if bad else EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.cli import out
+    from harness.report import render_html
+
+    code = _cmd_show(args)
+    if args.html:
+        directory = Path(args.dir) if args.dir else evidence_dir()
+        records = _records(directory)
+        matches = (
+            [(p, r) for p, r in records if args.record in (p.name, p.stem, r.get("id"))]
+            if args.record != "latest"
+            else records[-1:]
+        )
+        path, record = matches[-1]
+        target = Path(args.html)
+        target.write_text(render_html(record, path.name))
+        out.print(f"report written to {target}")
+    return code
+
+
+def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
+    report = sub.add_parser(
+        "report", parents=[common], help="human report of a run (terminal, or --html FILE)"
+    )
+    report.add_argument(
+        "record", nargs="?", default="latest", help="file name or id (default: the latest)"
+    )
+    report.add_argument(
+        "--html", default=None, metavar="FILE", help="also write one self-contained HTML page"
+    )
+    report.add_argument(
+        "--dir",
+        default=None,
+        help="evidence directory (default: FLYWHEEL_EVIDENCE_DIR or evidence/)",
+    )
+    report.set_defaults(handler=_cmd_report)
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     evidence = sub.add_parser("evidence", parents=[common], help="recorded survival evidence")
     evidence.add_argument(

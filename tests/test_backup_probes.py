@@ -15,7 +15,9 @@ pytestmark = pytest.mark.s3
 
 
 @pytest.fixture
-def backup_bucket(s3_admin: Any, state_bucket: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def backup_bucket(
+    s3_admin: Any, state_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     name = f"{state_bucket}-backup"
     s3_admin.create_bucket(Bucket=name)
     yield name
@@ -36,7 +38,9 @@ def test_an_older_state_version_is_restored_byte_identical_and_nothing_is_left(
     assert _all_keys(s3_admin, state_bucket) == [STATE_KEY]
 
 
-def test_restore_of_versions_needs_versioning(authority_env: dict[str, str], unversioned_bucket: str) -> None:
+def test_restore_of_versions_needs_versioning(
+    authority_env: dict[str, str], unversioned_bucket: str
+) -> None:
     with pytest.raises(ActivityFailed, match=r"^versioning-disabled: "):
         backup.versioned_restore_ok(bucket=unversioned_bucket)
 
@@ -67,8 +71,16 @@ def test_a_noncurrent_version_rule_is_reported(
     try:
         s3_admin.put_bucket_lifecycle_configuration(
             Bucket=state_bucket,
-            LifecycleConfiguration={"Rules": [{"ID": "old-state", "Status": "Enabled", "Filter": {"Prefix": ""},
-                                               "NoncurrentVersionExpiration": {"NoncurrentDays": 90}}]},
+            LifecycleConfiguration={
+                "Rules": [
+                    {
+                        "ID": "old-state",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "NoncurrentVersionExpiration": {"NoncurrentDays": 90},
+                    }
+                ]
+            },
         )
     except s3_admin.exceptions.ClientError as exc:  # the server may not implement it
         pytest.skip(f"server does not store lifecycle rules: {exc}")

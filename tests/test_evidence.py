@@ -66,12 +66,16 @@ def test_a_record_that_breaks_the_schema_is_not_written(tmp_path: Path) -> None:
     assert record_files(tmp_path) == []
 
 
-def test_secrets_never_reach_a_record_or_a_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_never_reach_a_record_or_a_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     record = new_record(fault="pod-delete", verdict="survived", reasons=[f"endpoint said {SECRET}"])
     journal = {
-        "experiment": {"secrets": {"s3": {"aws_secret_access_key": SECRET}},
-                       "configuration": {"aws_secret_access_key": SECRET, "other": f"x{SECRET}y"}},
+        "experiment": {
+            "secrets": {"s3": {"aws_secret_access_key": SECRET}},
+            "configuration": {"aws_secret_access_key": SECRET, "other": f"x{SECRET}y"},
+        },
         "run": [{"output": {"message": f"token={SECRET}"}}],
     }
     write_record(record, tmp_path, journal=journal)
@@ -80,7 +84,9 @@ def test_secrets_never_reach_a_record_or_a_journal(tmp_path: Path, monkeypatch: 
     assert all(r.ok for r in verify(tmp_path))
 
 
-def test_evidence_verify_exits_1_naming_the_tampered_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evidence_verify_exits_1_naming_the_tampered_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     paths = _write(tmp_path, 2)
     assert main(["evidence", "--dir", str(tmp_path), "verify"]) == 0
     paths[0].write_bytes(paths[0].read_bytes().replace(b"run 0", b"run 9"))
@@ -92,9 +98,15 @@ def test_evidence_commands_run_as_an_operator_runs_them(tmp_path: Path) -> None:
     _write(tmp_path, 1)
     env = {**os.environ, "FLYWHEEL_EVIDENCE_DIR": str(tmp_path)}
     cli = [sys.executable, "-m", "harness.cli"]
-    listing = subprocess.run([*cli, "evidence", "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    listing = subprocess.run(
+        [*cli, "evidence", "list", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert listing.returncode == 0 and json.loads(listing.stdout)[0]["verdict"] == "survived"
-    shown = subprocess.run([*cli, "evidence", "show", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(
+        [*cli, "evidence", "show", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert json.loads(shown.stdout)["fault"] == "pod-delete"
-    missing = subprocess.run([*cli, "evidence", "show", "nope"], env=env, capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [*cli, "evidence", "show", "nope"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 2 and missing.stderr.startswith("error: no evidence record 'nope'")

@@ -283,3 +283,92 @@ def test_a_dry_run_drain_shows_the_plan_and_changes_nothing(
     assert plan["dry_run"] is True
     assert [p for p in plan["evict"] if p.startswith("nix-cache/attic-rustfs-openebs-")]
     assert core.read_node("bumble").metadata.resource_version == before
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "flywheel-chaos"), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
+    for experiment in ("backup-restore.yaml", "tofu-noop-plan.yaml"):
+        process = _start(experiment, run_env, tmp_path, experiment)
+        output, _ = process.communicate(timeout=600)
+    records = _records(run_env)
+    assert [(r["fault"], r["verdict"]) for r in records] == [
+        ("backup-restore", "passed"),
+        ("tofu-noop-plan", "passed"),
+    ], output[-2000:]
+    tofu = records[1]["proof_steps"][0]["output"]
+    assert tofu["plan_exit"] == 0 and tofu["locked_plan_exit"] == 1
+    assert _cli(["guard", "--record"], run_env).returncode == 0
+
+    red = _cli(["gate", "--json"], run_env)
+    assert red.returncode == 1
+    gate = json.loads(red.stdout)
+    status = {r["requirement"]: r["status"] for r in gate["requirements"]}
+    assert (
+        status["no-op-plan"] == status["backup-restore"] == status["pre-mutation-guard"] == "proven"
+    )
+    assert status["s3-checks"] == status["lock-exclusivity"] == "proven"
+    assert status["node-maintenance"] == status["pod-restart"] == "unproven"
+    assert gate["facts"]["replicas"] == 1 and gate["facts"]["interim_posture"] is True
+    assert gate["facts"]["volumes"][0]["pinned_nodes"] == ["bumble"]
+    assert (
+        gate["facts"]["image_pinned_by_digest"] is True and gate["facts"]["openebs_zfs_nodes"] == 1
+    )
+
+    interim = _cli(["gate", "--expect-interim"], run_env)
+    assert interim.returncode == 0, interim.stdout + interim.stderr
+    assert "mode=interim_expected" in interim.stdout
+
+    stale = _cli(["gate", "--json", "--max-age", "0"], run_env)
+    assert {
+        r["status"]
+        for r in json.loads(stale.stdout)["requirements"]
+        if r["evidence"] != "live check"
+    } <= {"stale", "unproven"}
+
+    first = sorted(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]).glob("*-backup-restore-*.json"))[0]
+    first.write_bytes(first.read_bytes().replace(b'"passed"', b'"pass3d"', 1))
+    assert _cli(["evidence", "verify"], run_env).returncode == 1
+    tampered = _cli(["gate", "--expect-interim"], run_env)
+    assert tampered.returncode == 1
+    assert "TAMPERED" in tampered.stdout and first.name in tampered.stdout
+
+
+def test_with_every_requirement_proven_the_gate_is_green_and_the_interim_flag_is_stale(
+    run_env: dict[str, str],
+) -> None:
+    from harness.evidence import new_record, write_record
+
+    directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
+    for kind, fault in (
+        ("experiment", "pod-delete"),
+        ("experiment", "node-drain"),
+        ("experiment", "node-unavailable"),
+    ):
+        write_record(
+            new_record(kind=kind, fault=fault, verdict="survived", reasons=["synthetic"]), directory
+        )
+    for fault in ("backup-restore", "tofu-noop-plan"):
+        write_record(
+            new_record(kind="proof", fault=fault, verdict="passed", reasons=["synthetic"]),
+            directory,
+        )
+    write_record(new_record(kind="guard", fault="guard", verdict="passed"), directory)
+    green = _cli(["gate"], run_env)
+    assert green.returncode == 0, green.stdout
+    assert "mode=ha_ready" in green.stdout
+    flag = _cli(["gate", "--expect-interim"], run_env)
+    assert flag.returncode == 1 and "mode=stale_interim_flag" in flag.stdout
+    dry = new_record(kind="experiment", fault="node-drain", verdict="survived", dry_run=True)
+    write_record(dry, directory)
+    assert _cli(["gate"], run_env).returncode == 0  # a dry run neither proves nor disproves

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
-from harness.lab.paths import ETCD_VERSION, KUBERNETES_VERSION, bin_dir
+from harness.lab.paths import ETCD_VERSION, KUBERNETES_VERSION, TOFU_VERSION, bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / "lab" / "tools"
@@ -78,7 +78,18 @@ TOOL_SETS: tuple[Tool, ...] = (
     ),
 )
 
-BINARIES: tuple[str, ...] = tuple(b for tool in TOOL_SETS for b in tool.binaries)
+TOFU = Tool(
+    module_dir="tofu",
+    packages=("github.com/opentofu/opentofu/cmd/tofu",),
+    binaries=("tofu",),
+    version=TOFU_VERSION,
+    version_flag="version",
+    tags="",
+    ldflags="-s -w -X github.com/opentofu/opentofu/version.dev=no",
+)
+TOOL_SETS = (*TOOL_SETS, TOFU)
+
+BINARIES: tuple[str, ...] = tuple(b for tool in TOOL_SETS for b in tool.binaries if b != "tofu")
 
 
 def binary_version(path: Path, flag: str = "--version") -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
+TOFU_VERSION = "v1.12.6"
 
 # Loopback plan (everything stays in 127.0.0.0/8):
 #   control plane     127.0.0.1, fixed ports below
