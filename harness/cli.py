@@ -205,6 +205,43 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     return code
 
 
+# ---------------------------------------------------------------- gameday ---
+
+
+def _cmd_gameday(args: argparse.Namespace) -> int:
+    from harness.gameday import run_gameday
+
+    try:
+        summary = run_gameday(
+            Path(args.suite),
+            progress=lambda m: None if args.json else err.print(f"[dim]gameday[/] {m}"),
+        )
+    except ActivityFailed as exc:
+        raise ConfigError(
+            str(exc).split(" (hint")[0], "set KUBECONFIG (for the lab: source .lab/env)"
+        ) from exc
+    if args.json:
+        _print_json(summary)
+    else:
+        table = Table(
+            title=f"game day {summary['suite']} ({summary['seconds']:.0f} s)", title_justify="left"
+        )
+        for column in ("experiment", "verdict", "seconds", "reasons"):
+            table.add_column(column, overflow="fold")
+        for result in summary["results"]:
+            table.add_row(
+                result["experiment"],
+                result["verdict"],
+                f"{result['seconds']:.0f}",
+                "; ".join(result["reasons"]),
+            )
+        out.print(table)
+        if summary["breach"]:
+            out.print(f"[red]stopped on a safety breach[/]: {summary['breach']}")
+        out.print(f"summary: {summary['summary_file']}")
+    return EXIT_OK if summary["completed"] else EXIT_FAILED
+
+
 # ---------------------------------------------------------------- recover ---
 
 
@@ -290,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="older evidence does not count (default 30)",
     )
     gate.set_defaults(handler=_cmd_gate)
+
+    gameday = sub.add_parser(
+        "gameday", parents=[common], help="run a suite of experiments as a scheduled game day"
+    )
+    gameday.add_argument("suite", metavar="SUITE.yaml")
+    gameday.set_defaults(handler=_cmd_gameday)
 
     recover = sub.add_parser(
         "recover",

@@ -372,3 +372,97 @@ def test_with_every_requirement_proven_the_gate_is_green_and_the_interim_flag_is
     dry = new_record(kind="experiment", fault="node-drain", verdict="survived", dry_run=True)
     write_record(dry, directory)
     assert _cli(["gate"], run_env).returncode == 0  # a dry run neither proves nor disproves
+
+
+def test_the_deploy_manifests_pass_a_server_side_dry_run(run_env: dict[str, str]) -> None:
+    kubectl = str(BIN / "kubectl")
+    result = subprocess.run(
+        [kubectl, "apply", "--dry-run=server", "-f", str(REPO / "deploy")],
+        env={**os.environ, **run_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cronjob.batch/flywheel-chaos-weekly created (server dry run)" in result.stdout
+
+
+def test_an_experiment_runs_as_the_least_privileged_service_account_which_is_refused_elsewhere(
+    run_env: dict[str, str], lab: Lab, tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    kubectl = str(BIN / "kubectl")
+    admin = {**os.environ, **run_env}
+    applied = subprocess.run(
+        [kubectl, "apply", "-f", str(REPO / "deploy" / "rbac.yaml")],
+        env=admin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert applied.returncode == 0, applied.stderr
+    token = subprocess.run(
+        [kubectl, "create", "token", "flywheel-chaos", "-n", "flywheel-chaos"],
+        env=admin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    kubeconfig = tmp_path / "sa.kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "sa",
+                "clusters": [
+                    {
+                        "name": "lab",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{lab.ports.apiserver}",
+                            "certificate-authority": str(lab.paths.pki / "ca.crt"),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "lab", "user": "sa"}}],
+            }
+        )
+    )
+    sa_env = dict(run_env, KUBECONFIG=str(kubeconfig))
+    process = _start("pod-delete.yaml", sa_env, tmp_path)
+    output, _ = process.communicate(timeout=600)
+    (record,) = _records(sa_env)
+    assert record["verdict"] == "survived", output[-3000:]
+    sa_core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    with pytest.raises(client.ApiException) as denied:
+        sa_core.delete_namespaced_pod("anything", "default")
+    assert denied.value.status == 403
+    with pytest.raises(client.ApiException) as denied_secret:
+        sa_core.list_namespaced_secret("nix-cache")
+    assert denied_secret.value.status == 403
+    from actions.pods import delete_state_authority_pods
+
+    with pytest.raises(
+        ActivityFailed, match="namespace 'default' is not in the namespace allowlist"
+    ):
+        delete_state_authority_pods(namespace="default")
+    _after_each(core, run_env)
+
+
+def test_a_game_day_runs_its_suite_under_one_lease_and_writes_a_summary(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    suite = REPO / "gamedays" / "ci-short.yaml"
+    result = _cli(["gameday", "--json", str(suite)], run_env)
+    summary = json.loads(result.stdout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [(Path(r["experiment"]).stem, r["verdict"]) for r in summary["results"]] == [
+        ("backup-restore", "passed"),
+        ("pod-delete", "survived"),
+    ]
+    assert summary["breach"] is None
+    assert Path(summary["summary_file"]).exists()
+    assert len(_records(run_env)) == 2
+    assert _cli(["evidence", "verify"], run_env).returncode == 0
+    _after_each(core, run_env)
