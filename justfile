@@ -7,13 +7,14 @@ export PATH := venv + ":" + env_var('PATH')
 default:
     @just --list
 
-# the main job: build (once) and start the lab, guard the state authority, drain bumble, show the verdict
+# the main job: build (once) and start the lab, guard the state authority, drain bumble, gate
 demo: lab-build
     flywheel-chaos lab up
-    . .lab/env && flywheel-chaos guard
+    . .lab/env && flywheel-chaos guard --record
     # chaos exits 1 when the steady state deviates: the expected interim result, recorded as evidence
     . .lab/env && rm -f .lab/journal.json && (chaos --log-file .lab/chaostoolkit.log run --journal-path .lab/journal.json experiments/node-drain.yaml || test -s .lab/journal.json)
     . .lab/env && flywheel-chaos evidence show latest
+    . .lab/env && flywheel-chaos gate --expect-interim
     @echo "the lab keeps running: 'source .lab/env' to use it, 'just lab-down' to stop it"
 
 # run one experiment against the lab: just run pod-delete

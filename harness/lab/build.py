@@ -93,18 +93,20 @@ BINARIES: tuple[str, ...] = tuple(b for tool in TOOL_SETS for b in tool.binaries
 
 
 def binary_version(path: Path, flag: str = "--version") -> str:
-    """First line of ``path --version`` (empty when it cannot run)."""
+    """The line of ``path --version`` that names a version (empty when it cannot run)."""
     try:
         result = subprocess.run(
             [str(path), flag], capture_output=True, text=True, timeout=20, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    return (
-        (result.stdout or result.stderr).strip().splitlines()[0]
-        if (result.stdout or result.stderr).strip()
-        else ""
-    )
+    lines = (result.stdout + "\n" + result.stderr).strip().splitlines()
+    named = [
+        line
+        for line in lines
+        if "version" in line.lower() or line.startswith(("OpenTofu", "Kubernetes"))
+    ]
+    return (named or lines or [""])[0].strip()
 
 
 def _is_built(tool: Tool, directory: Path) -> bool:
