@@ -20,6 +20,7 @@ from labkit import REPO, env_file, running_lab
 
 from actions.cluster import INTENT_ANNOTATION
 from actions.nodes import drain_node
+from harness.evidence import record_files
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
 from probes.state_authority import state_authority_serving_within
@@ -74,8 +75,7 @@ def _start(
 
 
 def _records(env: dict[str, str]) -> list[dict[str, Any]]:
-    directory = Path(env["FLYWHEEL_EVIDENCE_DIR"])
-    return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+    return [json.loads(p.read_text()) for p in record_files(Path(env["FLYWHEEL_EVIDENCE_DIR"]))]
 
 
 def _unschedulable(core: client.CoreV1Api, node: str = "bumble") -> bool:
@@ -98,7 +98,10 @@ def test_pod_delete_survives_within_its_budget_with_a_measured_outage(
     assert 0 < prober["longest_outage_ms"] <= 60_000
     assert prober["head_samples"] > 50
     assert record["integrity"]["state_key_unchanged"] is True
-    assert run_env["AWS_SECRET_ACCESS_KEY"] not in json.dumps(record)
+    secret = run_env["AWS_SECRET_ACCESS_KEY"]
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".journal.json") for p in written)
+    assert [p.name for p in written if secret in p.read_text(errors="replace")] == []
     _after_each(core, run_env)
 
 
@@ -336,7 +339,11 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
         if r["evidence"] != "live check"
     } <= {"stale", "unproven"}
 
-    first = sorted(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]).glob("*-backup-restore-*.json"))[0]
+    first = next(
+        p
+        for p in record_files(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]))
+        if "-backup-restore-" in p.name
+    )
     first.write_bytes(first.read_bytes().replace(b'"passed"', b'"pass3d"', 1))
     assert _cli(["evidence", "verify"], run_env).returncode == 1
     tampered = _cli(["gate", "--expect-interim"], run_env)
@@ -376,6 +383,14 @@ def test_with_every_requirement_proven_the_gate_is_green_and_the_interim_flag_is
 
 def test_the_deploy_manifests_pass_a_server_side_dry_run(run_env: dict[str, str]) -> None:
     kubectl = str(BIN / "kubectl")
+    subprocess.run(
+        [kubectl, "apply", "-f", str(REPO / "deploy" / "00-namespace.yaml")],
+        env={**os.environ, **run_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     result = subprocess.run(
         [kubectl, "apply", "--dry-run=server", "-f", str(REPO / "deploy")],
         env={**os.environ, **run_env},
