@@ -77,22 +77,27 @@ def main() -> int:
         ready_again()
         results: dict[str, float] = {}
 
-        def ours() -> None:
-            from actions.nodes import drain_node
+        # each tool as its own process, as an operator runs it
+        def python(code: str) -> None:
+            subprocess.run(
+                [sys.executable, "-c", code],
+                check=True,
+                capture_output=True,
+                timeout=320,
+                env=os.environ,
+            )
 
-            drain_node(
-                name="bumble",
-                timeout_s=300,
-                configuration={
-                    "flywheel_node_allowlist": "bumble",
-                    "flywheel_namespace_allowlist": "nix-cache",
-                },
+        def ours() -> None:
+            python(
+                "from actions.nodes import drain_node; drain_node(name='bumble', timeout_s=300, configuration="
+                "{'flywheel_node_allowlist': 'bumble', 'flywheel_namespace_allowlist': 'nix-cache'})"
             )
 
         def chaosk8s() -> None:
-            from chaosk8s.node.actions import drain_nodes
-
-            drain_nodes(name="bumble", timeout=300, delete_pods_with_local_storage=True)
+            python(
+                "from chaosk8s.node.actions import drain_nodes; "
+                "drain_nodes(name='bumble', timeout=300, delete_pods_with_local_storage=True)"
+            )
 
         def kubectl() -> None:
             subprocess.run(
@@ -119,10 +124,9 @@ def main() -> int:
                 drain()
                 results[name] = time.perf_counter() - started
                 print(f"{name:28s} {results[name]:6.1f} s")
-            except Exception as exc:
-                print(
-                    f"{name:28s} failed after {time.perf_counter() - started:.1f} s: {type(exc).__name__}: {str(exc)[:200]}"
-                )
+            except subprocess.CalledProcessError as exc:
+                last = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+                print(f"{name:28s} failed after {time.perf_counter() - started:.1f} s: {last}")
             ready_again()
         base = results.get("kubectl drain")
         if base:
