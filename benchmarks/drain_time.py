@@ -25,8 +25,6 @@ from harness.lab.paths import LabPaths
 from harness.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "benchmarks"))
-from outage_accuracy import env_file  # noqa: E402
 
 FILLER = {
     "apiVersion": "apps/v1",
@@ -54,7 +52,7 @@ def main() -> int:
     lab = Lab(LabPaths(root))
     lab.up(lambda m: None)
     try:
-        env = env_file(lab.paths.env_file)
+        env = lab.env_values()
         os.environ.update(env)
         os.environ["FLYWHEEL_STATE_DIR"] = str(root / "state")
         api = config.new_client_from_config(config_file=env["KUBECONFIG"])

@@ -34,17 +34,6 @@ from probes.state_authority import _check_state_key, state_authority_serving_wit
 REPO = Path(__file__).resolve().parent.parent
 
 
-def env_file(path: Path) -> dict[str, str]:
-    import shlex
-
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export ") :].partition("=")
-            values[name] = shlex.split(value)[0] if value else ""
-    return values
-
-
 def ctk_loop(authority, stop: threading.Event, samples: list[Sample]) -> None:  # type: ignore[no-untyped-def]
     while not stop.is_set():
         started_wall, started = time.time(), time.monotonic()
@@ -75,7 +64,7 @@ def main() -> int:
     lab = Lab(LabPaths(root))
     lab.up(lambda m: None)
     try:
-        env = env_file(lab.paths.env_file)
+        env = lab.env_values()
         os.environ.update(env)
         authority = load_authority()
         ours_err, ctk_err = [], []

@@ -8,7 +8,7 @@ journals, evidence and operators can group failures without parsing prose.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import botocore.exceptions
 from chaoslib.exceptions import ActivityFailed
@@ -30,17 +30,7 @@ ErrorClass = Literal[
     "other",
 ]
 
-ERROR_CLASSES: Final[tuple[str, ...]] = (
-    "endpoint-unreachable",
-    "timeout",
-    "no-such-bucket",
-    "no-such-key",
-    "access-denied",
-    "lock-not-exclusive",
-    "integrity-mismatch",
-    "versioning-disabled",
-    "other",
-)
+ERROR_CLASSES: Final[tuple[str, ...]] = get_args(ErrorClass)
 
 _HINTS: Final[dict[str, str]] = {
     "endpoint-unreachable": "is the S3 server running and AWS_ENDPOINT_URL_S3 right?",

@@ -640,7 +640,8 @@ def state_authority_healthy(
         raise StateAuthorityError(
             first["class"],
             first["code"],
-            f"{len(failed)} of {len(checks)} checks failed ({names}); first: {first['message']}",
+            f"{len(failed)} of {len(checks)} checks failed ({names}); first: {first['detail']}",
+            first["hint"],
         )
     return {"ok": True, "checks": checks}
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shlex
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,21 +11,55 @@ from typing import Any
 
 import boto3
 import botocore.config
+from kubernetes import client, config
 
 from harness.lab.build import build
 from harness.lab.cluster import Lab
 from harness.lab.paths import LabPaths
+from harness.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export ") :].partition("=")
-            values[name] = shlex.split(value)[0] if value else ""
-    return values
+    """The lab's environment as ``source .lab/env`` would set it."""
+    return Lab(LabPaths(path.parent)).env_values()
+
+
+@contextmanager
+def disruption_budget(lab: Lab, namespace: str, app: str, min_available: int = 1) -> Iterator[str]:
+    """A PodDisruptionBudget counted by the disruption controller; removed afterwards."""
+    policy = client.PolicyV1Api(
+        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+    )
+    name = f"pdb-{uuid.uuid4().hex[:6]}"
+    policy.create_namespaced_pod_disruption_budget(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "minAvailable": min_available,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
+            },
+        },
+    )
+    try:
+        wait_until(
+            lambda: (
+                (
+                    policy.read_namespaced_pod_disruption_budget(
+                        name, namespace
+                    ).status.current_healthy
+                    or 0
+                )
+                >= min_available
+            ),
+            30,
+            "the disruption controller to count the healthy pod",
+        )
+        yield name
+    finally:
+        policy.delete_namespaced_pod_disruption_budget(name, namespace)
 
 
 @contextmanager

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client, config
-from labkit import REPO, env_file, running_lab
+from labkit import REPO, disruption_budget, env_file, running_lab
 
 from actions.cluster import INTENT_ANNOTATION
 from actions.nodes import drain_node
@@ -209,34 +208,7 @@ def test_two_concurrent_runs_let_exactly_one_proceed(
 def test_a_disruption_budget_makes_the_drain_fail_in_time_naming_it_and_bumble_is_uncordoned(
     run_env: dict[str, str], lab: Lab, core: client.CoreV1Api
 ) -> None:
-    policy = client.PolicyV1Api(
-        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
-    )
-    name = f"keep-state-{uuid.uuid4().hex[:6]}"
-    policy.create_namespaced_pod_disruption_budget(
-        STATE_NAMESPACE,
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "minAvailable": 1,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "attic-rustfs-openebs"}},
-            },
-        },
-    )
-    try:
-        wait_until(
-            lambda: (
-                (
-                    policy.read_namespaced_pod_disruption_budget(
-                        name, STATE_NAMESPACE
-                    ).status.current_healthy
-                    or 0
-                )
-                >= 1
-            ),
-            30,
-            "the disruption controller to count the healthy pod",
-        )
+    with disruption_budget(lab, STATE_NAMESPACE, "attic-rustfs-openebs") as name:
         started = time.monotonic()
         with pytest.raises(ActivityFailed, match=f"disruption budget {name}"):
             drain_node(
@@ -248,8 +220,6 @@ def test_a_disruption_budget_makes_the_drain_fail_in_time_naming_it_and_bumble_i
                 },
             )
         assert time.monotonic() - started < 4.0 + 3.0
-    finally:
-        policy.delete_namespaced_pod_disruption_budget(name, STATE_NAMESPACE)
     assert not _unschedulable(core)
     assert INTENT_ANNOTATION not in (core.read_node("bumble").metadata.annotations or {})
 

@@ -7,8 +7,6 @@ last test takes it down and checks that no process is left behind.
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,14 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from labkit import disruption_budget, running_lab, s3_client, serving
 
 from harness.errors import ConfigError, HarnessError
-from harness.lab.build import BINARIES, build
+from harness.lab.build import BINARIES
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.lab.paths import LabPaths, Ports
 from harness.processes import pid_alive, wait_until
@@ -38,59 +35,20 @@ SELECTOR = "app.kubernetes.io/name=attic-rustfs-openebs"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 
 
-def _env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export ") :].partition("=")
-            values[name] = shlex.split(value)[0] if value else ""
-    return values
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    build()  # cached after the first time (.ci/run builds before the tests)
-    # not under /tmp: pods get a private /tmp, which would hide the lab's own files
-    root = REPO / ".lab-test"
-    shutil.rmtree(root, ignore_errors=True)
-    instance = Lab(LabPaths(root))
-    instance.up(lambda message: None)
-    try:
+    with running_lab(".lab-test") as instance:
         yield instance
-    finally:
-        instance.down(lambda message: None)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def lab_env(lab: Lab) -> dict[str, str]:
-    return _env_file(lab.paths.env_file)
+    return lab.env_values()
 
 
 @pytest.fixture(scope="module")
 def core(lab: Lab) -> client.CoreV1Api:
     return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
-
-
-def _s3(env: dict[str, str]) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=botocore.config.Config(
-            connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1}
-        ),
-    )
-
-
-def _serving(env: dict[str, str]) -> bool:
-    try:
-        _s3(env).head_object(Bucket=env["TOFU_STATE_BUCKET"], Key=env["TOFU_STATE_KEY"])
-        return True
-    except Exception:
-        return False
 
 
 def _refuses(env: dict[str, str]) -> bool:
@@ -230,7 +188,7 @@ def test_a_component_dying_during_start_reports_its_output_and_leaves_nothing(
 def test_deleting_the_s3_pod_brings_a_replacement_on_bumble_with_data_intact(
     lab: Lab, lab_env: dict[str, str], core: client.CoreV1Api
 ) -> None:
-    s3 = _s3(lab_env)
+    s3 = s3_client(lab_env)
     key = f"_flywheel-chaos/test/{uuid.uuid4().hex}"
     body = os.urandom(4096)
     s3.put_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=key, Body=body)
@@ -247,7 +205,7 @@ def test_deleting_the_s3_pod_brings_a_replacement_on_bumble_with_data_intact(
     )
     new = _running_pod(core)
     assert new.spec.node_name == "bumble"
-    wait_until(lambda: _serving(lab_env), 30, "S3 to serve again after the pod restart")
+    wait_until(lambda: serving(lab_env), 30, "S3 to serve again after the pod restart")
     assert s3.get_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=key)["Body"].read() == body
     assert (
         s3.head_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=lab_env["TOFU_STATE_KEY"])["ETag"]
@@ -259,34 +217,7 @@ def test_deleting_the_s3_pod_brings_a_replacement_on_bumble_with_data_intact(
 def test_a_pdb_with_min_available_1_makes_eviction_fail_with_429(
     lab: Lab, core: client.CoreV1Api
 ) -> None:
-    policy = client.PolicyV1Api(
-        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
-    )
-    name = f"pdb-{uuid.uuid4().hex[:6]}"
-    policy.create_namespaced_pod_disruption_budget(
-        STATE_NAMESPACE,
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "minAvailable": 1,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "attic-rustfs-openebs"}},
-            },
-        },
-    )
-    try:
-        wait_until(
-            lambda: (
-                (
-                    policy.read_namespaced_pod_disruption_budget(
-                        name, STATE_NAMESPACE
-                    ).status.current_healthy
-                    or 0
-                )
-                >= 1
-            ),
-            30,
-            "the disruption controller to count the healthy pod",
-        )
+    with disruption_budget(lab, STATE_NAMESPACE, "attic-rustfs-openebs"):
         pod = _running_pod(core)
         assert pod is not None
         with pytest.raises(ApiException) as info:
@@ -301,8 +232,6 @@ def test_a_pdb_with_min_available_1_makes_eviction_fail_with_429(
             )
         assert info.value.status == 429
         assert "disruption budget" in info.value.body
-    finally:
-        policy.delete_namespaced_pod_disruption_budget(name, STATE_NAMESPACE)
 
 
 def test_cordon_and_eviction_strand_the_replacement_pending_on_volume_affinity(
@@ -344,7 +273,7 @@ def test_cordon_and_eviction_strand_the_replacement_pending_on_volume_affinity(
         core.patch_node("bumble", {"spec": {"unschedulable": False}})
     wait_until(lambda: _running_pod(core) is not None, 90, "the S3 pod to run again after uncordon")
     assert _running_pod(core).spec.node_name == "bumble"
-    wait_until(lambda: _serving(lab_env), 30, "S3 to serve again after uncordon")
+    wait_until(lambda: serving(lab_env), 30, "S3 to serve again after uncordon")
 
 
 def test_lab_node_stop_makes_bumble_not_ready_and_start_recovers_it(
@@ -360,11 +289,11 @@ def test_lab_node_stop_makes_bumble_not_ready_and_start_recovers_it(
         print(f"bumble went NotReady {took:.1f}s after it went silent")
         node = core.read_node("bumble")
         assert any(t.key == "node.kubernetes.io/unreachable" for t in node.spec.taints or [])
-        assert not _serving(lab_env)
+        assert not serving(lab_env)
     finally:
         lab.node_start("bumble")
     wait_until(lambda: _node_ready(core, "bumble") == "True", 45, "bumble to be Ready again")
-    wait_until(lambda: _serving(lab_env), 60, "S3 to serve again after bumble came back")
+    wait_until(lambda: serving(lab_env), 60, "S3 to serve again after bumble came back")
     assert time.monotonic() - started < 150
 
 

@@ -34,7 +34,9 @@ def test_a_stack_without_changes_plans_a_no_op_and_a_changed_one_is_refused(
     (stack / "main.tf").write_text(STACK % "one")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     for step in (["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]):
-        subprocess.run([tofu, *step], cwd=stack, env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [tofu, *step], cwd=stack, env=env, check=True, capture_output=True, timeout=120
+        )
     result = stack_noop_plan(stack_dir=str(stack))
     assert result["plan_exit"] == 0
     (stack / "main.tf").write_text(STACK % "two")

@@ -535,6 +535,19 @@ class Lab:
         }
         return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
+    def env_values(self) -> dict[str, str]:
+        """The variables ``.lab/env`` exports (empty when the lab never came up)."""
+        values: dict[str, str] = {}
+        try:
+            lines = self.paths.env_file.read_text().splitlines()
+        except OSError:
+            return values
+        for line in lines:
+            if line.startswith("export "):
+                name, _, value = line[len("export ") :].partition("=")
+                values[name] = shlex.split(value)[0] if value else ""
+        return values
+
     def _write_env(self, endpoint: str, creds: dict[str, str]) -> None:
         text = "# written by flywheel-chaos lab up: source it, then run chaos or flywheel-chaos\n"
         text += "\n".join(self.env_lines(endpoint, creds)) + "\n"
