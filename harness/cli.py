@@ -263,15 +263,20 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    common.add_argument("-v", "--verbose", action="store_true", help="log every attempt")
+    def flags(default: object) -> _Parser:
+        shared = _Parser(add_help=False)
+        shared.add_argument("--json", action="store_true", default=default, help="machine-readable output on stdout")
+        shared.add_argument("--debug", action="store_true", default=default, help="show tracebacks and debug logs")
+        shared.add_argument("-v", "--verbose", action="store_true", default=default, help="log every attempt")
+        return shared
 
+    # the flags work before or after the command: below the top level they
+    # default to SUPPRESS, so they never reset what was given before
+    common = flags(argparse.SUPPRESS)
     parser = _Parser(
         prog="flywheel-chaos",
         description="Prove that an S3 OpenTofu state authority survives the faults the HA gate names.",
-        parents=[common],
+        parents=[flags(False)],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 

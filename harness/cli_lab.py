@@ -50,8 +50,10 @@ def _print_status(args: argparse.Namespace, status: dict[str, Any]) -> None:
     table.add_column("pid", justify="right")
     table.add_column("state")
     for component in status["components"]:
-        state = "[green]running[/]" if component["running"] else "[red]stopped[/]"
-        if component.get("frozen"):
+        state = "[green]healthy[/]" if component.get("healthy") else "[yellow]unhealthy[/]"
+        if not component["running"]:
+            state = "[red]stopped[/]"
+        elif component.get("frozen"):
             state = "[yellow]frozen[/]"
         table.add_row(component["name"], str(component["pid"]), state)
     if status["components"]:

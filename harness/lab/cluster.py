@@ -615,15 +615,20 @@ class Lab:
 
     def status(self) -> dict[str, Any]:
         state = self.read_state()
+        checks = {c.name: c.healthy for c in self.components()}
         components = []
         for component in state.get("components", []):
             pid = int(component["pid"])
+            running, frozen = pid_alive(pid), _frozen(pid)
+            check = checks.get(component["name"])
             components.append(
                 {
                     "name": component["name"],
                     "pid": pid,
-                    "running": pid_alive(pid),
-                    "frozen": _frozen(pid),
+                    "running": running,
+                    "frozen": frozen,
+                    # node agents and the proxy report readiness once; the rest answer live
+                    "healthy": bool(running and not frozen and (check() if check else True)),
                 }
             )
         nodes: list[dict[str, Any]] = []
