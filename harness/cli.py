@@ -265,9 +265,15 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     def flags(default: object) -> _Parser:
         shared = _Parser(add_help=False)
-        shared.add_argument("--json", action="store_true", default=default, help="machine-readable output on stdout")
-        shared.add_argument("--debug", action="store_true", default=default, help="show tracebacks and debug logs")
-        shared.add_argument("-v", "--verbose", action="store_true", default=default, help="log every attempt")
+        shared.add_argument(
+            "--json", action="store_true", default=default, help="machine-readable output on stdout"
+        )
+        shared.add_argument(
+            "--debug", action="store_true", default=default, help="show tracebacks and debug logs"
+        )
+        shared.add_argument(
+            "-v", "--verbose", action="store_true", default=default, help="log every attempt"
+        )
         return shared
 
     # the flags work before or after the command: below the top level they
