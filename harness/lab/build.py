@@ -126,7 +126,9 @@ def missing_binaries(directory: Path | None = None) -> list[str]:
 
 
 def _go() -> str:
-    found = shutil.which("go")
+    found = shutil.which("go") or next(
+        (str(p) for p in (Path("/usr/local/go/bin/go"), Path.home() / "go" / "bin" / "go") if p.exists()), None
+    )
     if not found:
         raise ConfigError(
             "the Go toolchain (go) is not on PATH", "install Go 1.26 or newer to build the lab"
