@@ -127,7 +127,12 @@ def missing_binaries(directory: Path | None = None) -> list[str]:
 
 def _go() -> str:
     found = shutil.which("go") or next(
-        (str(p) for p in (Path("/usr/local/go/bin/go"), Path.home() / "go" / "bin" / "go") if p.exists()), None
+        (
+            str(p)
+            for p in (Path("/usr/local/go/bin/go"), Path.home() / "go" / "bin" / "go")
+            if p.exists()
+        ),
+        None,
     )
     if not found:
         raise ConfigError(
