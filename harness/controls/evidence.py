@@ -110,7 +110,7 @@ def after_experiment_control(
         target=target,
         verdict=verdict,
         reasons=reasons,
-        dry_run=bool(journal.get("dry")),
+        dry_run=bool(context.get("dry") or journal.get("dry")),  # chaos run --dry=...
         status=journal.get("status"),
         deviated=journal.get("deviated"),
         started=journal.get("start"),
