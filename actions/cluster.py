@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
+import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 __all__: list[str] = []  # helpers, not activities
@@ -31,6 +34,10 @@ API_TIMEOUT = (3.0, 10.0)
 
 class SafetyRefusal(ActivityFailed):  # type: ignore[misc]
     """A mutating action refused before it changed anything."""
+
+
+class KubeconfigError(ActivityFailed):  # type: ignore[misc]
+    """No usable cluster configuration (the CLI reports it as a configuration error)."""
 
 
 def api_client(configuration: Mapping[str, Any] | None = None) -> client.ApiClient:
@@ -45,7 +52,7 @@ def api_client(configuration: Mapping[str, Any] | None = None) -> client.ApiClie
             return client.ApiClient()
         return config.new_client_from_config()
     except Exception as exc:  # kubernetes raises several kinds
-        raise ActivityFailed(
+        raise KubeconfigError(
             f"configuration: cannot load a kubeconfig ({exc}) (hint: set KUBECONFIG; for the lab: source .lab/env)"
         ) from exc
 
@@ -206,13 +213,18 @@ def node_intents(core: client.CoreV1Api, node: str) -> list[dict[str, Any]]:
     return intents
 
 
-def clear_intents(core: client.CoreV1Api, node: str, kind: str) -> None:
-    """Forget the intents of ``kind`` on ``node`` (file and annotation): the change is undone."""
+def forget_intent_files(node: str, kind: str) -> None:
+    """Remove the local intent files of ``kind`` on ``node``."""
     for path in intent_dir().glob("*.json"):
         with contextlib.suppress(OSError, ValueError):
             intent = json.loads(path.read_text())
             if intent.get("node") == node and intent.get("kind") == kind:
                 path.unlink()
+
+
+def clear_intents(core: client.CoreV1Api, node: str, kind: str) -> None:
+    """Forget the intents of ``kind`` on ``node`` (file and annotation): the change is undone."""
+    forget_intent_files(node, kind)
     try:
         node_obj = core.read_node(node, _request_timeout=API_TIMEOUT)
     except ApiException as exc:
@@ -226,3 +238,56 @@ def clear_intents(core: client.CoreV1Api, node: str, kind: str) -> None:
         {"metadata": {"annotations": {INTENT_ANNOTATION: value}}},
         _request_timeout=API_TIMEOUT,
     )
+
+
+def wait_pods_gone(
+    core: client.CoreV1Api,
+    uids: list[str],
+    deadline: float,
+    namespace: str = "",
+    field_selector: str = "",
+    label_selector: str = "",
+) -> dict[str, float]:
+    """Wait, by watching, until the pods ``uids`` are deleted; returns uid -> epoch when gone.
+
+    Lists once, then watches from that list's resourceVersion (re-listing
+    after a broken watch). Pods still present at ``deadline`` (a
+    :func:`time.monotonic` instant) are missing from the result: the caller
+    names them.
+    """
+    gone: dict[str, float] = {}
+    waiting = set(uids)
+    selectors = {"field_selector": field_selector or None, "label_selector": label_selector or None}
+    lister = (
+        functools.partial(core.list_namespaced_pod, namespace)
+        if namespace
+        else core.list_pod_for_all_namespaces
+    )
+    while waiting:
+        pods = lister(**selectors, _request_timeout=API_TIMEOUT)
+        for uid in waiting - {p.metadata.uid for p in pods.items}:
+            gone[uid] = time.time()
+        waiting -= set(gone)
+        remaining = deadline - time.monotonic()
+        if not waiting or remaining <= 0:
+            break
+        stream = watch.Watch()
+        try:
+            for event in stream.stream(
+                lister,
+                **selectors,
+                resource_version=pods.metadata.resource_version,
+                timeout_seconds=max(1, int(min(remaining, 30))),
+                _request_timeout=(3.0, min(remaining, 30) + 5),
+            ):
+                deleted = getattr(getattr(event["object"], "metadata", None), "uid", None)
+                if event["type"] == "DELETED" and deleted in waiting:
+                    gone[str(deleted)] = time.time()
+                    waiting.discard(str(deleted))
+                if not waiting or time.monotonic() >= deadline:
+                    break
+        except Exception as exc:  # a broken watch: the next list catches up
+            logging.getLogger("flywheel_chaos.actions").debug("watch ended: %s", exc)
+        finally:
+            stream.stop()
+    return gone

@@ -18,7 +18,6 @@ from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.D
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
-from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from actions.cluster import (
@@ -32,6 +31,7 @@ from actions.cluster import (
     node_intents,
     read_node,
     refused_run,
+    wait_pods_gone,
     write_intent,
 )
 
@@ -93,19 +93,49 @@ def uncordon_node(
     When the recorded intent says the node was already cordoned before, it is
     left cordoned. Safe to run twice. Returns ``{"node", "unschedulable"}``.
     """
+    return _undo_activity(name, "cordon", "this run cordoned nothing", configuration)
+
+
+def undo_intent(core: Any, kind: str, node: str, undo: dict[str, Any]) -> dict[str, Any]:
+    """Undo one recorded change (``kind`` with its ``undo`` record) and forget its intent.
+
+    The one place that knows how each fault is undone: the rollback actions
+    and ``flywheel-chaos recover`` both call it.
+    """
+    if kind == "cordon":
+        keep = bool(undo.get("unschedulable"))
+        _set_unschedulable(core, node, keep)
+        result: dict[str, Any] = {"node": node, "unschedulable": keep}
+    elif kind == "unavailable":
+        thawed = bool(undo.get("thaw_lab_node") and undo.get("lab_dir"))
+        if thawed:
+            _lab_node("start", node, str(undo["lab_dir"]))
+        removed = bool(undo.get("remove_taint")) and _remove_unreachable_taint(core, node)
+        result = {"node": node, "thawed": thawed, "taint_removed": removed}
+    else:
+        raise ActivityFailed(f"unknown rollback intent kind {kind!r} on {node}")
+    clear_intents(core, node, kind)
+    return result
+
+
+_DEFAULT_UNDO: dict[str, dict[str, Any]] = {
+    "cordon": {"unschedulable": False},
+    "unavailable": {"remove_taint": True, "thaw_lab_node": False},
+}
+
+
+def _undo_activity(name: str, kind: str, nothing: str, configuration: Configuration) -> Result:
     reason = refused_run()
     if reason:
         return {"node": name, "skipped": reason}
     check_node_allowed(name, configuration)
     core = core_api(configuration)
     read_node(core, name)
-    intents = [i for i in node_intents(core, name) if i.get("kind") == "cordon"]
+    intents = [i for i in node_intents(core, name) if i.get("kind") == kind]
     if not intents and os.environ.get("FLYWHEEL_RUN_ID"):
-        return {"node": name, "skipped": "this run cordoned nothing"}
-    keep = bool(intents) and bool(intents[0]["undo"].get("unschedulable"))
-    _set_unschedulable(core, name, keep)
-    clear_intents(core, name, "cordon")
-    return {"node": name, "unschedulable": keep}
+        return {"node": name, "skipped": nothing}
+    # the oldest intent holds the state before the harness touched the node
+    return undo_intent(core, kind, name, intents[0]["undo"] if intents else _DEFAULT_UNDO[kind])
 
 
 def _owner_kind(pod: Any) -> str | None:
@@ -294,42 +324,13 @@ def _evict_all(
 
 
 def _wait_gone(core: Any, node: str, results: list[dict[str, Any]], deadline: float) -> None:
-    waiting = {r["uid"]: r for r in results}
-    if not waiting:
-        return
-    while waiting:
-        pods = core.list_pod_for_all_namespaces(
-            field_selector=f"spec.nodeName={node}", _request_timeout=API_TIMEOUT
-        )
-        present = {p.metadata.uid for p in pods.items}
-        for uid in list(waiting):
-            if uid not in present:
-                waiting.pop(uid)["gone_at"] = _now().isoformat()
-        remaining = deadline - time.monotonic()
-        if not waiting:
-            return
-        if remaining <= 0:
-            names = ", ".join(r["pod"] for r in waiting.values())
-            raise ActivityFailed(f"drain did not finish: still waiting for {names} to go away")
-        stream = watch.Watch()
-        try:
-            for event in stream.stream(
-                core.list_pod_for_all_namespaces,
-                field_selector=f"spec.nodeName={node}",
-                resource_version=pods.metadata.resource_version,
-                timeout_seconds=max(1, int(min(remaining, 30))),
-                _request_timeout=(3.0, min(remaining, 30) + 5),
-            ):
-                obj = event["object"]
-                uid = obj.metadata.uid if hasattr(obj, "metadata") else None
-                if event["type"] == "DELETED" and uid in waiting:
-                    waiting.pop(uid)["gone_at"] = _now().isoformat()
-                if not waiting or time.monotonic() >= deadline:
-                    break
-        except Exception as exc:  # a broken watch: fall back to the next list
-            logger.debug("watch ended: %s", exc)
-        finally:
-            stream.stop()
+    gone = wait_pods_gone(core, [r["uid"] for r in results], deadline, field_selector=f"spec.nodeName={node}")
+    for result in results:
+        if result["uid"] in gone:
+            result["gone_at"] = dt.datetime.fromtimestamp(gone[result["uid"]], dt.UTC).isoformat()
+    left = [r["pod"] for r in results if r["uid"] not in gone]
+    if left:
+        raise ActivityFailed(f"drain did not finish: still waiting for {', '.join(left)} to go away")
 
 
 def _lab_cli() -> list[str] | None:
@@ -419,6 +420,18 @@ def _taint_body(taint: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _remove_unreachable_taint(core: Any, name: str) -> bool:
+    node = core.read_node(name, _request_timeout=API_TIMEOUT)
+    taints = [t.to_dict() for t in node.spec.taints or []]
+    kept = [t for t in taints if not (t["key"] == UNREACHABLE_TAINT and t["effect"] == "NoExecute")]
+    if len(kept) == len(taints):
+        return False
+    core.patch_node(
+        name, {"spec": {"taints": [_taint_body(t) for t in kept] or None}}, _request_timeout=API_TIMEOUT
+    )
+    return True
+
+
 def restore_node(
     name: str = "bumble",
     configuration: Configuration = None,
@@ -429,33 +442,4 @@ def restore_node(
     Uses the recorded intent; safe to run twice. Returns ``{"node",
     "thawed", "taint_removed"}``.
     """
-    reason = refused_run()
-    if reason:
-        return {"node": name, "skipped": reason}
-    check_node_allowed(name, configuration)
-    core = core_api(configuration)
-    read_node(core, name)
-    intents = [i for i in node_intents(core, name) if i.get("kind") == "unavailable"]
-    if not intents and os.environ.get("FLYWHEEL_RUN_ID"):
-        return {"node": name, "skipped": "this run made nothing unavailable"}
-    undo = intents[0]["undo"] if intents else {"remove_taint": True, "thaw_lab_node": False}
-    thawed = False
-    if undo.get("thaw_lab_node") and undo.get("lab_dir"):
-        _lab_node("start", name, str(undo["lab_dir"]))
-        thawed = True
-    removed = False
-    if undo.get("remove_taint"):
-        node = core.read_node(name, _request_timeout=API_TIMEOUT)
-        taints = [t.to_dict() for t in node.spec.taints or []]
-        kept = [
-            t for t in taints if not (t["key"] == UNREACHABLE_TAINT and t["effect"] == "NoExecute")
-        ]
-        if len(kept) != len(taints):
-            core.patch_node(
-                name,
-                {"spec": {"taints": [_taint_body(t) for t in kept] or None}},
-                _request_timeout=API_TIMEOUT,
-            )
-            removed = True
-    clear_intents(core, name, "unavailable")
-    return {"node": name, "thawed": thawed, "taint_removed": removed}
+    return _undo_activity(name, "unavailable", "this run made nothing unavailable", configuration)

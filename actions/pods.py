@@ -11,7 +11,13 @@ from chaoslib.types import Configuration, Secrets
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from actions.cluster import API_TIMEOUT, SafetyRefusal, check_namespace_allowed, core_api
+from actions.cluster import (
+    API_TIMEOUT,
+    SafetyRefusal,
+    check_namespace_allowed,
+    core_api,
+    wait_pods_gone,
+)
 
 Result = Dict[str, Any]  # noqa: UP006
 
@@ -81,22 +87,18 @@ def delete_state_authority_pods(
                     f"deleting {namespace}/{pod.metadata.name} failed: {exc.status} {exc.reason}"
                 ) from exc
         logger.info("deleted pod %s/%s on %s", namespace, pod.metadata.name, pod.spec.node_name)
-    started = time.monotonic()
-    waiting = {d["uid"]: d for d in deleted} if wait_gone_s > 0 else {}
-    while waiting:
-        present = {
-            p.metadata.uid
-            for p in core.list_namespaced_pod(
-                namespace, label_selector=label_selector, _request_timeout=API_TIMEOUT
-            ).items
-        }
-        for uid in [u for u in waiting if u not in present]:
-            waiting.pop(uid)["gone_s"] = round(time.monotonic() - started, 3)
-        if waiting and time.monotonic() - started > wait_gone_s:
-            names = ", ".join(d["name"] for d in waiting.values())
+    if wait_gone_s > 0:
+        started = time.time()
+        gone = wait_pods_gone(
+            core, [d["uid"] for d in deleted], time.monotonic() + wait_gone_s,
+            namespace=namespace, label_selector=label_selector,
+        )
+        for entry in deleted:
+            if entry["uid"] in gone:
+                entry["gone_s"] = round(gone[entry["uid"]] - started, 3)
+        left = [d["name"] for d in deleted if d["uid"] not in gone]
+        if left:
             raise ActivityFailed(
-                f"deleted pod(s) {names} still present after {wait_gone_s:g}s (hint: is the node agent/kubelet alive?)"
+                f"deleted pod(s) {', '.join(left)} still present after {wait_gone_s:g}s (hint: is the node agent/kubelet alive?)"
             )
-        if waiting:
-            time.sleep(0.2)
     return {"namespace": namespace, "deleted": deleted, "dry_run": False}
