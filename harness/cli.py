@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from chaoslib.exceptions import ActivityFailed
 from rich.console import Console
 from rich.table import Table
 
@@ -118,13 +117,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from harness.gate import evaluate
     from harness.guard import resolve_authority
 
-    authority = resolve_authority()
-    try:
-        report = evaluate(authority, max_age_days=args.max_age)
-    except ActivityFailed as exc:
-        raise ConfigError(
-            str(exc).split(" (hint")[0], "set KUBECONFIG (for the lab: source .lab/env)"
-        ) from exc
+    report = evaluate(resolve_authority(), max_age_days=args.max_age)
     if args.expect_interim:
         if report.proven:
             mode, code = "stale_interim_flag", EXIT_FAILED
@@ -211,15 +204,10 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 def _cmd_gameday(args: argparse.Namespace) -> int:
     from harness.gameday import run_gameday
 
-    try:
-        summary = run_gameday(
-            Path(args.suite),
-            progress=lambda m: None if args.json else err.print(f"[dim]gameday[/] {m}"),
-        )
-    except ActivityFailed as exc:
-        raise ConfigError(
-            str(exc).split(" (hint")[0], "set KUBECONFIG (for the lab: source .lab/env)"
-        ) from exc
+    summary = run_gameday(
+        Path(args.suite),
+        progress=lambda m: None if args.json else err.print(f"[dim]gameday[/] {m}"),
+    )
     if args.json:
         _print_json(summary)
     else:
@@ -384,7 +372,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        try:
+            return handler(args)
+        except Exception as exc:
+            # imported lazily by the commands that talk to a cluster: guard starts without it
+            kube = sys.modules.get("actions.cluster")
+            if kube is not None and isinstance(exc, kube.KubeconfigError):
+                raise ConfigError("cannot load a kubeconfig", "set KUBECONFIG (for the lab: source .lab/env)") from exc
+            raise
     except HarnessError as exc:
         if args.debug:
             err.print_exception()
@@ -400,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure: one line, traceback with --debug
         if args.debug:
             err.print_exception()
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", markup=False)
+        err.print("[bold red]error:[/]", end=" ")
+        err.print(f"{type(exc).__name__}: {exc}", markup=False)
         err.print("[dim]hint:[/] run again with --debug for the traceback")
         return EXIT_FAILED
 

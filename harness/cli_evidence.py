@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError
-from harness.evidence import evidence_dir
+
+
+def _directory(args: argparse.Namespace) -> Path:
+    from harness.evidence import evidence_dir  # jsonschema: kept off every command's start-up
+
+    return Path(args.dir) if args.dir else evidence_dir()
 
 
 def _records(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -28,7 +33,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     from harness.cli import _print_json, out
 
-    directory = Path(args.dir) if args.dir else evidence_dir()
+    directory = _directory(args)
     records = _records(directory)
     if args.json:
         _print_json(
@@ -59,10 +64,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_show(args: argparse.Namespace) -> int:
-    from harness.cli import _print_json, out
-
-    directory = Path(args.dir) if args.dir else evidence_dir()
+def _find(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The record ``args.record`` names (a file name, stem or id; ``latest``)."""
+    directory = _directory(args)
     records = _records(directory)
     if not records:
         raise ConfigError(
@@ -70,16 +74,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
             "run an experiment first (chaos run experiments/pod-delete.yaml)",
         )
     wanted = args.record
-    matches = (
-        [(p, r) for p, r in records if wanted in (p.name, p.stem, r.get("id"))]
-        if wanted != "latest"
-        else records[-1:]
-    )
+    if wanted == "latest":
+        return records[-1]
+    matches = [(p, r) for p, r in records if wanted in (p.name, p.stem, r.get("id"))]
     if not matches:
         raise ConfigError(
             f"no evidence record {wanted!r} in {directory}", "see flywheel-chaos evidence list"
         )
-    path, record = matches[-1]
+    return matches[-1]
+
+
+def _cmd_show(args: argparse.Namespace, found: tuple[Path, dict[str, Any]] | None = None) -> int:
+    from harness.cli import _print_json, out
+
+    path, record = found or _find(args)
     if args.json:
         _print_json(record)
         return EXIT_OK
@@ -109,7 +117,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from harness.cli import _print_json, out
     from harness.evidence import verify
 
-    directory = Path(args.dir) if args.dir else evidence_dir()
+    directory = _directory(args)
     results = verify(directory)
     bad = [r for r in results if not r.ok]
     if args.json:
@@ -133,19 +141,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from harness.cli import out
     from harness.report import render_html
 
-    code = _cmd_show(args)
+    found = _find(args)
+    code = _cmd_show(args, found)
     if args.html:
-        directory = Path(args.dir) if args.dir else evidence_dir()
-        records = _records(directory)
-        matches = (
-            [(p, r) for p, r in records if args.record in (p.name, p.stem, r.get("id"))]
-            if args.record != "latest"
-            else records[-1:]
-        )
-        path, record = matches[-1]
-        target = Path(args.html)
-        target.write_text(render_html(record, path.name))
-        out.print(f"report written to {target}")
+        Path(args.html).write_text(render_html(found[1], found[0].name))
+        out.print(f"report written to {args.html}")
     return code
 
 
