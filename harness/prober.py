@@ -16,15 +16,14 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
 from probes.failures import classify
-from probes.s3client import CANARY_PREFIX, StateAuthority
+from probes.s3client import CANARY_PREFIX, StateAuthority, s3_client
 
 
 @dataclass
@@ -54,21 +53,11 @@ class Prober:
     canaries_verified: int = 0
 
     def _client(self) -> Any:
-        a = self.authority
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=a.endpoint,
-            region_name=a.region,
-            aws_access_key_id=a.access_key_id,
-            aws_secret_access_key=a.secret_access_key,
-            config=botocore.config.Config(
-                connect_timeout=min(0.5, self.request_timeout_s),
-                read_timeout=self.request_timeout_s,
-                retries={"total_max_attempts": 1},
-                s3={"addressing_style": "path" if a.path_style else "auto"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
+        # the probes' client factory, with the prober's shorter bounds and no retries
+        return s3_client(
+            self.authority.with_overrides(
+                connect_timeout_s=min(0.5, self.request_timeout_s), read_timeout_s=self.request_timeout_s
+            )
         )
 
     def _record(self, sample: Sample) -> None:
@@ -230,7 +219,3 @@ def summarize(
         "budget_ms": budget_ms,
         "within_budget": None if budget_ms is None else longest <= budget_ms,
     }
-
-
-def samples_as_dicts(samples: list[Sample]) -> list[dict[str, Any]]:
-    return [asdict(s) for s in samples]

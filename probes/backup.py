@@ -17,8 +17,7 @@ from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.D
 from chaoslib.types import Configuration, Secrets
 
 from probes.failures import StateAuthorityError
-from probes.s3client import CANARY_PREFIX, StateAuthority, call_with_retries
-from probes.state_authority import _authority
+from probes.s3client import CANARY_PREFIX, StateAuthority, activity_authority, call_with_retries
 
 Result = Dict[str, Any]  # noqa: UP006
 
@@ -93,7 +92,7 @@ def versioned_restore_ok(
     versions, ``integrity-mismatch`` on different bytes, or the failing call's
     class).
     """
-    authority = _authority(endpoint, bucket, "", timeout_s, configuration, secrets)
+    authority = activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
     deadline = time.monotonic() + authority.timeout_s
     key = f"{CANARY_PREFIX}backup/{uuid.uuid4().hex}/terraform.tfstate"
     first, second = _scratch_state(1), _scratch_state(2)
@@ -165,7 +164,7 @@ def backup_copy_restore_ok(
     (``no-such-bucket`` when there is no backup bucket, ``integrity-mismatch``,
     or the failing call's class).
     """
-    authority = _authority(endpoint, bucket, "", timeout_s, configuration, secrets)
+    authority = activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
     target = (
         backup_bucket
         or (configuration or {}).get("tofu_state_backup_bucket")
@@ -235,7 +234,7 @@ def retention_rules_reported(
     "findings": [...]}``. Raises ``ActivityFailed`` only when the bucket
     cannot be asked (unreachable, access denied, missing bucket).
     """
-    authority = _authority(endpoint, bucket, "", timeout_s, configuration, secrets)
+    authority = activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
     try:
         response = call_with_retries(
             authority,

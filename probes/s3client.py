@@ -161,6 +161,24 @@ def load_authority(
     )
 
 
+def activity_authority(
+    endpoint: str = "",
+    bucket: str = "",
+    key: str = "",
+    timeout_s: float = 0.0,
+    configuration: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, Any] | None = None,
+) -> StateAuthority:
+    """:func:`load_authority` for an activity: a configuration problem is an ``ActivityFailed``."""
+    try:
+        return load_authority(
+            endpoint=endpoint, bucket=bucket, key=key, timeout_s=timeout_s,
+            configuration=configuration, secrets=secrets,
+        )
+    except ConfigurationError as exc:
+        raise StateAuthorityError("other", "configuration", str(exc), exc.hint) from exc
+
+
 def _credentials(secrets: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
     if not secrets:
         return None, None

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
 
@@ -29,10 +29,9 @@ from chaoslib.types import Configuration, Secrets
 from probes.failures import StateAuthorityError, classify
 from probes.s3client import (
     CANARY_PREFIX,
-    ConfigurationError,
     StateAuthority,
+    activity_authority,
     call_with_retries,
-    load_authority,
     s3_client,
 )
 
@@ -55,27 +54,6 @@ logger = logging.getLogger("flywheel_chaos.probes")
 MAX_CANARY_BYTES = 64 * 1024
 DELETE_VISIBLE_S = 2.0
 _CLEANUP_BUDGET_S = 3.0
-
-
-def _authority(
-    endpoint: str,
-    bucket: str,
-    key: str,
-    timeout_s: float,
-    configuration: Mapping[str, Any] | None,
-    secrets: Mapping[str, Any] | None,
-) -> StateAuthority:
-    try:
-        return load_authority(
-            endpoint=endpoint,
-            bucket=bucket,
-            key=key,
-            timeout_s=timeout_s,
-            configuration=configuration,
-            secrets=secrets,
-        )
-    except ConfigurationError as exc:
-        raise StateAuthorityError("other", "configuration", str(exc), exc.hint) from exc
 
 
 def _run_id() -> str:
@@ -516,7 +494,7 @@ def state_bucket_listed(
     (``no-such-bucket``, ``access-denied``, ``endpoint-unreachable``,
     ``timeout``, ...) when the call fails or the bucket is not listed.
     """
-    return _check_bucket_listed(_authority(endpoint, bucket, "", timeout_s, configuration, secrets))
+    return _check_bucket_listed(activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets))
 
 
 def state_bucket_reachable(
@@ -533,7 +511,7 @@ def state_bucket_reachable(
     RustFS incident), or with the class of any other failure.
     """
     return _check_bucket_reachable(
-        _authority(endpoint, bucket, "", timeout_s, configuration, secrets)
+        activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
     )
 
 
@@ -552,7 +530,7 @@ def state_key_readable(
     ``no-such-bucket`` when its bucket is gone, or the class of any other
     failure.
     """
-    return _check_state_key(_authority(endpoint, bucket, key, timeout_s, configuration, secrets))
+    return _check_state_key(activity_authority(endpoint, bucket, key, timeout_s, configuration, secrets))
 
 
 def canary_round_trip_ok(
@@ -572,7 +550,7 @@ def canary_round_trip_ok(
     ``ActivityFailed`` with ``integrity-mismatch`` on different bytes or a
     canary that survives DELETE, or the class of the failing call.
     """
-    authority = _authority(endpoint, bucket, "", timeout_s, configuration, secrets)
+    authority = activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
     return _check_canary_round_trip(authority, size_bytes=size_bytes)
 
 
@@ -588,7 +566,7 @@ def versioning_enabled(
     Returns ``{"bucket", "status"}``. Raises ``ActivityFailed`` with
     ``versioning-disabled`` when it is Suspended or was never enabled.
     """
-    return _check_versioning(_authority(endpoint, bucket, "", timeout_s, configuration, secrets))
+    return _check_versioning(activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets))
 
 
 def lock_exclusive(
@@ -610,7 +588,7 @@ def lock_exclusive(
     ``ActivityFailed`` with ``lock-not-exclusive`` when a second writer gets
     in, or the class of the failing call.
     """
-    authority = _authority(endpoint, bucket, "", timeout_s, configuration, secrets)
+    authority = activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
     return _check_lock_exclusive(
         authority, race_writers=race_writers, race_timeout_s=race_timeout_s
     )
@@ -631,7 +609,7 @@ def state_authority_healthy(
     "result"}]}`` when all pass. Raises ``ActivityFailed`` with the class of
     the first failing check and the names of all failing checks otherwise.
     """
-    authority = _authority(endpoint, bucket, key, timeout_s, configuration, secrets)
+    authority = activity_authority(endpoint, bucket, key, timeout_s, configuration, secrets)
     checks = run_checks(authority)
     failed = [c for c in checks if not c["ok"]]
     if failed:
@@ -666,7 +644,7 @@ def state_authority_serving_within(
     Raises ``ActivityFailed`` with the class of the last failure when the
     state key is still not readable at the deadline.
     """
-    authority = _authority(endpoint, bucket, key, min(2.0, within_s), configuration, secrets)
+    authority = activity_authority(endpoint, bucket, key, min(2.0, within_s), configuration, secrets)
     started = time.monotonic()
     deadline = started + within_s
     attempt = 0

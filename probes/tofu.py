@@ -20,8 +20,13 @@ from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.D
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from probes.s3client import CANARY_PREFIX, StateAuthority, call_with_retries, s3_client
-from probes.state_authority import _authority
+from probes.s3client import (
+    CANARY_PREFIX,
+    StateAuthority,
+    activity_authority,
+    call_with_retries,
+    s3_client,
+)
 
 Result = Dict[str, Any]  # noqa: UP006
 
@@ -142,7 +147,7 @@ def disposable_stack_noop_plan(
     step timings and exit codes. Raises ``ActivityFailed`` naming the step
     that did not behave.
     """
-    authority = _authority(endpoint, bucket, "", 5.0, configuration, secrets)
+    authority = activity_authority(endpoint, bucket, "", 5.0, configuration, secrets)
     tofu = tofu_binary(configuration)
     prefix = f"{CANARY_PREFIX}tofu/{uuid.uuid4().hex}/"
     key = prefix + "terraform.tfstate"
@@ -152,42 +157,24 @@ def disposable_stack_noop_plan(
         (workdir / "main.tf").write_text(STACK)
         (workdir / "backend.s3.tfbackend").write_text(_backend_config(authority, key))
         env = _env(authority, workdir)
+
+        def step(name: str, *args: str, expect: int = 0, meaning: str = "0") -> str:
+            code, out, timings[f"{name}_s"] = _run(
+                [tofu, *args, "-no-color"], workdir, env, step_timeout_s, name
+            )
+            codes[name] = code
+            if code != expect:
+                raise _fail(name, code, out, meaning)
+            return out
+
+        codes: dict[str, int] = {}
         try:
-            code, out, timings["init_s"] = _run(
-                [tofu, "init", "-input=false", "-no-color", "-backend-config=backend.s3.tfbackend"],
-                workdir,
-                env,
-                step_timeout_s,
-                "init",
-            )
-            if code != 0:
-                raise _fail("init", code, out, "0")
-            code, out, timings["apply_s"] = _run(
-                [tofu, "apply", "-auto-approve", "-input=false", "-no-color"],
-                workdir,
-                env,
-                step_timeout_s,
-                "apply",
-            )
-            if code != 0:
-                raise _fail("apply", code, out, "0")
-            code, out, timings["output_s"] = _run(
-                [tofu, "output", "-json", "-no-color"], workdir, env, step_timeout_s, "output"
-            )
-            if (
-                code != 0
-                or json.loads(out or "{}").get("probe", {}).get("value") != "flywheel-chaos"
-            ):
-                raise _fail("output", code, out, "the applied output read back")
-            plan_code, out, timings["plan_s"] = _run(
-                [tofu, "plan", "-detailed-exitcode", "-input=false", "-no-color"],
-                workdir,
-                env,
-                step_timeout_s,
-                "plan",
-            )
-            if plan_code != 0:
-                raise _fail("plan", plan_code, out, "0 (a no-op plan)")
+            step("init", "init", "-input=false", "-backend-config=backend.s3.tfbackend")
+            step("apply", "apply", "-auto-approve", "-input=false")
+            outputs = step("output", "output", "-json")
+            if json.loads(outputs or "{}").get("probe", {}).get("value") != "flywheel-chaos":
+                raise _fail("output", 0, outputs, "the applied output read back")
+            step("plan", "plan", "-detailed-exitcode", "-input=false", meaning="0 (a no-op plan)")
             lock = {
                 "ID": str(uuid.uuid4()),
                 "Operation": "OperationTypeApply",
@@ -206,20 +193,24 @@ def disposable_stack_noop_plan(
                     IfNoneMatch="*",
                 ),
             )
-            lock_code, out, timings["locked_plan_s"] = _run(
-                [tofu, "plan", "-lock-timeout=1s", "-input=false", "-no-color"],
-                workdir,
-                env,
-                step_timeout_s,
-                "plan-under-lock",
+            locked = step(
+                "locked_plan",
+                "plan",
+                "-lock-timeout=1s",
+                "-input=false",
+                expect=1,
+                meaning="1 (the state is locked by someone else)",
             )
-            if lock_code != 1 or "lock" not in out.lower():
-                raise _fail(
-                    "plan-under-lock", lock_code, out, "1 (the state is locked by someone else)"
-                )
+            if "lock" not in locked.lower():
+                raise _fail("locked_plan", 1, locked, "an error naming the lock")
         finally:
             _purge_prefix(authority, prefix)
-    return {"state_key": key, "plan_exit": plan_code, "locked_plan_exit": lock_code, **timings}
+    return {
+        "state_key": key,
+        "plan_exit": codes["plan"],
+        "locked_plan_exit": codes["locked_plan"],
+        **timings,
+    }
 
 
 def stack_noop_plan(

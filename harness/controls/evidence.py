@@ -17,25 +17,17 @@ from harness.controls import current_run
 from harness.evidence import decide, new_record, write_record
 from probes.failures import StateAuthorityError
 from probes.s3client import ConfigurationError, load_authority
-from probes.state_authority import _check_state_key
+from probes.state_authority import state_key_readable
 
 logger = logging.getLogger("flywheel_chaos.controls.evidence")
 
 
-def _state_key(
-    configuration: dict[str, Any] | None, secrets: dict[str, Any] | None
-) -> dict[str, Any]:
+def _state_key(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) -> dict[str, Any]:
     try:
-        authority = load_authority(configuration=configuration, secrets=secrets)
-        head = _check_state_key(authority)
-        return {
-            "ok": True,
-            "etag": head["etag"],
-            "size": head["size"],
-            "version_id": head["version_id"],
-        }
-    except (StateAuthorityError, ConfigurationError) as exc:
+        head = state_key_readable(configuration=configuration, secrets=secrets)
+    except StateAuthorityError as exc:
         return {"ok": False, "error": str(exc)}
+    return {"ok": True, "etag": head["etag"], "size": head["size"], "version_id": head["version_id"]}
 
 
 def before_experiment_control(
