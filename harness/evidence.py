@@ -41,7 +41,6 @@ from typing import Any
 import jsonschema
 
 SCHEMA = "flywheel-chaos/evidence/v1"
-VERDICTS = ("survived", "not-survived", "aborted", "error")
 REDACTED = "***"
 _SECRET_NAME = re.compile(
     r"secret|password|passwd|token|credential|access_key|accesskey|private_key|api_key", re.I

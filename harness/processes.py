@@ -2,9 +2,9 @@
 
 Each child runs in its own process group with its output in a log file; its
 health is polled against a deadline; it is stopped with SIGTERM then SIGKILL
-(to the whole group); and a :class:`ProcessGroup` stops its members in
-reverse order, also when starting one of them failed halfway. The last lines
-of a child's output are kept for the error message.
+(to the whole group). The last lines of a child's output are kept for the
+error message. (The lab stops its children in reverse order from the PIDs it
+records, since they outlive the command that started them.)
 """
 
 from __future__ import annotations
@@ -71,15 +71,6 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"gave up after {timeout_s:g}s waiting for {waiting_for}")
         time.sleep(interval_s)
-
-
-def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 def port_free(host: str, port: int) -> bool:
@@ -188,37 +179,6 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
         return self.popen.returncode
-
-
-@dataclass
-class ProcessGroup:
-    """Processes started in order and stopped in reverse order."""
-
-    members: list[ManagedProcess] = field(default_factory=list)
-
-    def start(self, process: ManagedProcess) -> ManagedProcess:
-        """Start ``process``; when it fails, stop every member started before it."""
-        try:
-            process.start()
-        except BaseException:
-            self.stop()
-            raise
-        self.members.append(process)
-        return process
-
-    def stop(self) -> None:
-        while self.members:
-            member = self.members.pop()
-            try:
-                member.stop()
-            except Exception as exc:  # keep stopping the others
-                logger.error("stopping %s failed: %s", member.name, exc)
-
-    def __enter__(self) -> ProcessGroup:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def pid_alive(pid: int) -> bool:

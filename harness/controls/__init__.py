@@ -33,7 +33,6 @@ class RunState:
     prober: Any = None
     prober_summary: dict[str, Any] | None = None
     integrity_before: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 _lock = threading.Lock()

@@ -56,7 +56,6 @@ from harness.processes import (
     pid_alive,
     port_free,
     stop_pid_group,
-    tail,
     wait_until,
 )
 from harness.seaweed import s3_identity_config
@@ -712,9 +711,6 @@ class Lab:
         with contextlib.suppress(FileNotFoundError):
             marker.unlink()
         return thawed
-
-    def logs_tail(self, component: str, lines: int = 20) -> str:
-        return tail(self.paths.logs / f"{component}.log", lines)
 
 
 def _frozen(pid: int) -> bool:

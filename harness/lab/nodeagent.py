@@ -58,7 +58,6 @@ API_TIMEOUT = (2.0, 5.0)
 LEASE_RENEW_S = 2.0
 STATUS_EVERY_S = 10.0
 POD_POLL_S = 0.5
-KNOWN_PROGRAMS = ("weed",)
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
