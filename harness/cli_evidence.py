@@ -99,7 +99,8 @@ def _cmd_show(args: argparse.Namespace, found: tuple[Path, dict[str, Any]] | Non
     out.print(f"fault: {record.get('fault')}  target: {record.get('target')}")
     if prober:
         out.print(
-            f"prober: {prober.get('head_samples')} HEAD samples, {prober.get('head_failures')} failed; "
+            f"prober: {prober.get('head_samples')} HEAD samples, {prober.get('head_failures')} failed, "
+            f"{prober.get('canary_samples')} canaries, {prober.get('canary_failures')} failed; "
             f"longest outage {prober.get('longest_outage_ms', 0) / 1000:.2f} s (budget "
             f"{(prober.get('budget_ms') or 0) / 1000:.0f} s); recovery after the fault "
             f"{prober.get('recovery_after_fault_ms')} ms; errors {prober.get('error_classes')}"

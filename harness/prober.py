@@ -3,8 +3,8 @@
 Two threads: HEAD of the protected state key every ``head_interval_s``
 (default 100 ms) and a canary write/read every ``canary_interval_s`` (1 s).
 Each sample is timestamped. :func:`summarize` turns the samples into outage
-windows (maximal runs of failed HEADs: from the first failed sample to the
-next successful one), the longest outage, the time to recover after the fault
+windows (spans in which the HEAD or the canary failed: from the first failed
+sample until both signals succeed again), the longest outage, the time to recover after the fault
 action ended, and the error classes seen.
 """
 
@@ -56,7 +56,8 @@ class Prober:
         # the probes' client factory, with the prober's shorter bounds and no retries
         return s3_client(
             self.authority.with_overrides(
-                connect_timeout_s=min(0.5, self.request_timeout_s), read_timeout_s=self.request_timeout_s
+                connect_timeout_s=min(0.5, self.request_timeout_s),
+                read_timeout_s=self.request_timeout_s,
             )
         )
 
@@ -69,12 +70,14 @@ class Prober:
         next_at = time.monotonic()
         while not self._stop.is_set():
             started_wall, started = time.time(), time.monotonic()
+            steps: list[tuple[float, float]] = [(started_wall, started)]
             try:
                 if kind == "head":
                     client.head_object(Bucket=self.authority.bucket, Key=self.authority.key)
+                    answered = time.monotonic()
                 else:
-                    self._canary(client)
-                self._record(Sample(kind, started_wall, True, (time.monotonic() - started) * 1000))
+                    answered = self._canary(client, steps)
+                self._record(Sample(kind, started_wall, True, (answered - started) * 1000))
             except (
                 botocore.exceptions.BotoCoreError,
                 botocore.exceptions.ClientError,
@@ -85,28 +88,39 @@ class Prober:
                     if not isinstance(exc, ValueError)
                     else "integrity-mismatch"
                 )
+                # a failure dates from the request that failed, not from the
+                # canary's first step: its PUT may have answered before the fault began
+                failed_wall, failed = steps[-1]
                 self._record(
-                    Sample(kind, started_wall, False, (time.monotonic() - started) * 1000, error)
+                    Sample(kind, failed_wall, False, (time.monotonic() - failed) * 1000, error)
                 )
             next_at = max(next_at + interval, time.monotonic())
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
-    def _canary(self, client: Any) -> None:
+    def _canary(self, client: Any, steps: list[tuple[float, float]]) -> float:
+        """Write a canary, read it back and compare; ``steps`` gets each request's start.
+
+        Returns the monotonic time the bytes were verified (the clean-up after
+        that is not part of the sample).
+        """
         key = f"{CANARY_PREFIX}prober/{uuid.uuid4().hex}"
         body = os.urandom(1024)
         put = client.put_object(Bucket=self.authority.bucket, Key=key, Body=body)
         self.canaries_written += 1
         try:
+            steps.append((time.time(), time.monotonic()))
             data = client.get_object(Bucket=self.authority.bucket, Key=key)["Body"].read()
             if hashlib.sha256(data).digest() != hashlib.sha256(body).digest():
                 raise ValueError("canary read back different bytes")
             self.canaries_verified += 1
+            verified = time.monotonic()
         finally:
             kwargs = {"Bucket": self.authority.bucket, "Key": key}
             if put.get("VersionId") and put["VersionId"] != "null":
                 kwargs["VersionId"] = put["VersionId"]
             with contextlib.suppress(Exception):
                 client.delete_object(**kwargs)
+        return verified
 
     def start(self) -> None:
         self.started_at = time.time()
@@ -138,16 +152,27 @@ def _moment(sample: Sample) -> float:
 
 
 def outage_windows(samples: list[Sample], end: float) -> list[dict[str, Any]]:
-    """Maximal runs of failed HEAD samples, each from its first failure to the next success."""
-    heads = sorted((s for s in samples if s.kind == "head"), key=_moment)
+    """Maximal spans in which the authority was down, each from its first failure to recovery.
+
+    Each signal (``head``: the state key answers a HEAD; ``canary``: a canary
+    object can be written and its bytes read back) is down from a failed sample
+    to its next successful sample. The authority is down while either signal
+    is: a server whose metadata answers while object data cannot be read (a
+    restarted S3 server before its volumes register) is not serving OpenTofu.
+    """
+    down: dict[str, bool] = {}
     windows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
-    for sample in heads:
-        if not sample.ok and current is None:
-            current = {"start": _moment(sample), "errors": {}}
-        if not sample.ok and current is not None and sample.error:
-            current["errors"][sample.error] = current["errors"].get(sample.error, 0) + 1
-        if sample.ok and current is not None:
+    for sample in sorted(samples, key=_moment):
+        down[sample.kind] = not sample.ok
+        if not sample.ok:
+            if current is None:
+                current = {"start": _moment(sample), "errors": {}, "signals": []}
+            if sample.error:
+                current["errors"][sample.error] = current["errors"].get(sample.error, 0) + 1
+            if sample.kind not in current["signals"]:
+                current["signals"].append(sample.kind)
+        elif current is not None and not any(down.values()):
             current["end"] = _moment(sample)
             windows.append(current)
             current = None
@@ -206,6 +231,7 @@ def summarize(
                 "ms": w["ms"],
                 "open": w["open"],
                 "errors": w["errors"],
+                "signals": w["signals"],
             }
             for w in windows
         ],

@@ -69,7 +69,7 @@ def timeline_svg(prober: dict[str, Any]) -> str:
             f'<text x="{x(moment):.1f}" y="145" font-size="11" text-anchor="middle" fill="#57606a">{_clock(moment)}</text>'
         )
     parts.append(
-        f'<text x="{PAD}" y="165" font-size="11" fill="#57606a">{prober.get("head_samples", 0)} HEAD samples, {prober.get("head_failures", 0)} failed; green: state key readable, red: outage</text>'
+        f'<text x="{PAD}" y="165" font-size="11" fill="#57606a">{prober.get("head_samples", 0)} HEAD samples, {prober.get("head_failures", 0)} failed; green: state key and canary answered, red: outage</text>'
     )
     parts.append("</svg>")
     return "\n".join(parts)

@@ -90,6 +90,17 @@ def s3_client(env: dict[str, str]) -> Any:
     )
 
 
+def object_bytes(env: dict[str, str], key: str) -> bytes | None:
+    """The bytes of a canary object, or None while the server cannot return them."""
+    try:
+        body: bytes = (
+            s3_client(env).get_object(Bucket=env["TOFU_STATE_BUCKET"], Key=key)["Body"].read()
+        )
+        return body
+    except Exception:
+        return None
+
+
 def serving(env: dict[str, str]) -> bool:
     try:
         s3_client(env).head_object(Bucket=env["TOFU_STATE_BUCKET"], Key=env["TOFU_STATE_KEY"])

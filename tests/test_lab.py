@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from labkit import disruption_budget, running_lab, s3_client, serving
+from labkit import disruption_budget, object_bytes, running_lab, s3_client, serving
 
 from harness.errors import ConfigError, HarnessError
 from harness.lab.build import BINARIES
@@ -206,7 +206,14 @@ def test_deleting_the_s3_pod_brings_a_replacement_on_bumble_with_data_intact(
     new = _running_pod(core)
     assert new.spec.node_name == "bumble"
     wait_until(lambda: serving(lab_env), 30, "S3 to serve again after the pod restart")
-    assert s3.get_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=key)["Body"].read() == body
+    # metadata answers before the volume re-registers: wait for the bytes themselves
+    read: list[bytes] = []
+    wait_until(
+        lambda: (data := object_bytes(lab_env, key)) is not None and not read.append(data),
+        30,
+        "the canary's bytes to be readable again",
+    )
+    assert read[0] == body
     assert (
         s3.head_object(Bucket=lab_env["TOFU_STATE_BUCKET"], Key=lab_env["TOFU_STATE_KEY"])["ETag"]
         == state_etag

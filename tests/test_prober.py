@@ -63,6 +63,32 @@ def test_a_hung_request_answered_after_a_freeze_ends_the_window_when_it_is_answe
     assert round(window["ms"]) == 2900
 
 
+def test_a_failed_canary_keeps_the_outage_open_while_heads_already_answer() -> None:
+    samples = [
+        *_heads("+--+++++"),
+        Sample("canary", 100.05, True, 20),
+        Sample("canary", 100.25, False, 20, "InternalError"),
+        Sample("canary", 100.65, True, 20),
+    ]
+    (window,) = outage_windows(samples, end=110)
+    assert window["start"] == 100.1
+    assert round(window["end"], 3) == 100.67
+    assert window["signals"] == ["head", "canary"]
+    assert window["errors"] == {"endpoint-unreachable": 2, "InternalError": 1}
+
+
+def test_a_canary_failure_alone_is_an_outage() -> None:
+    samples = [
+        *_heads("++++++"),
+        Sample("canary", 100.05, False, 30, "InternalError"),
+        Sample("canary", 100.45, True, 30),
+    ]
+    summary = summarize(samples, 100.0, 101.0, budget_ms=100)
+    assert [w["signals"] for w in summary["outages"]] == [["canary"]]
+    assert round(summary["longest_outage_ms"]) == round((100.48 - 100.05) * 1000)
+    assert summary["within_budget"] is False
+
+
 def _journal(
     status: str = "completed", deviated: bool = False, before: bool = True, after: bool = True
 ) -> dict:
