@@ -3,7 +3,8 @@
 It registers its Node with the topology's labels, renews the node Lease and
 the Ready condition, and runs the pods bound to it:
 
-* containers whose command is a program the lab knows (``weed``) run as real
+* containers whose command is a program the lab knows (``weed``, and the
+  lab's own ``etcd`` build) run as real
   local processes, bound to the pod's own loopback address 127.10.<node>.<n>,
   each in a private mount namespace with its own /tmp when the host allows it;
 * other containers are simulated as Running;
@@ -49,7 +50,14 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from harness.lab.paths import KUBERNETES_VERSION, LabPaths, loopback_twin, pod_network
+from harness.lab.paths import (
+    KUBERNETES_VERSION,
+    LabPaths,
+    bin_dir,
+    loopback_twin,
+    pod_network,
+    service_address,
+)
 from harness.seaweed import weed_binary
 
 logger = logging.getLogger("flywheel_chaos.nodeagent")
@@ -76,7 +84,43 @@ def _micro(moment: dt.datetime | None = None) -> str:
 def _program(name: str) -> str | None:
     if name == "weed" or name.endswith("/weed"):
         return weed_binary()
+    if name == "etcd" or name.endswith("/etcd"):
+        built = bin_dir() / "etcd"
+        return str(built) if built.exists() else None
     return None
+
+
+def _under_tmp(paths: list[Path]) -> list[str]:
+    """The first path component below /tmp of each path that lives there, once each."""
+    tops: list[str] = []
+    for path in paths:
+        if Path("/tmp") in path.parents:
+            top = path.relative_to("/tmp").parts[0]
+            if top not in tops:
+                tops.append(top)
+    return tops
+
+
+def _service_links(services: list[Any]) -> dict[str, str]:
+    """The kubelet's service environment variables (``enableServiceLinks``).
+
+    ``{NAME}_SERVICE_HOST`` is the address clients reach the Service at: in
+    the lab, the service proxy's stable loopback twin of the ClusterIP.
+    """
+    values: dict[str, str] = {}
+    for svc in services:
+        ip = svc.spec.cluster_ip
+        if not ip or ip == "None" or not svc.spec.ports:
+            continue
+        prefix = svc.metadata.name.upper().replace("-", "_")
+        values[f"{prefix}_SERVICE_HOST"] = service_address(ip)
+        values[f"{prefix}_SERVICE_PORT"] = str(svc.spec.ports[0].port)
+        for port in svc.spec.ports:
+            if port.name:
+                values[f"{prefix}_SERVICE_PORT_{port.name.upper().replace('-', '_')}"] = str(
+                    port.port
+                )
+    return values
 
 
 def _unshare_works() -> bool:
@@ -169,9 +213,7 @@ class NodeAgent:
         self.isolate = _unshare_works()
         if not self.isolate:
             logger.warning("containers share the host's /tmp: unshare --mount is not available")
-        # a lab under /tmp is bound back into each private /tmp at its own path
-        root = lab.root.resolve()
-        self.lab_under_tmp = str(root.relative_to("/tmp")) if Path("/tmp") in root.parents else ""
+        self.lab_root = lab.root.resolve()
         self.ip_prefix = pod_network(node)
 
     # ----------------------------------------------------------- node ---
@@ -425,6 +467,14 @@ class NodeAgent:
 
     def _env(self, pod: Any, runner: PodRunner, spec: Any) -> dict[str, str]:
         values: dict[str, str] = {}
+        if pod.spec.enable_service_links is not False:
+            values.update(
+                _service_links(
+                    self.core.list_namespaced_service(
+                        runner.namespace, _request_timeout=API_TIMEOUT
+                    ).items
+                )
+            )
         for item in spec.env or []:
             if item.value_from is None:
                 values[item.name] = _VAR.sub(
@@ -534,12 +584,11 @@ class NodeAgent:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True, exist_ok=True)
             script = 'mount --rbind "$0" /tmp && exec "$@"'
-            if self.lab_under_tmp:
-                (tmp / self.lab_under_tmp).mkdir(parents=True, exist_ok=True)
-                script = (
-                    f'mount --bind "{self.lab.root.resolve()}" "$0/{self.lab_under_tmp}" && '
-                    + script
-                )
+            # a lab or a program living under /tmp (a clone in /tmp, its venv)
+            # is bound back into the private /tmp at its own path
+            for top in _under_tmp([self.lab_root, Path(argv[0]).resolve()]):
+                (tmp / top).mkdir(parents=True, exist_ok=True)
+                script = f'mount --bind "/tmp/{top}" "$0/{top}" && ' + script
             argv = [
                 "unshare",
                 "--mount",
