@@ -15,9 +15,7 @@ def _lab(args: argparse.Namespace) -> Any:
     from harness.lab.cluster import Lab
     from harness.lab.paths import LabPaths
 
-    return Lab(
-        LabPaths.from_env(args.lab_dir), topology=getattr(args, "topology", "interim") or "interim"
-    )
+    return Lab(LabPaths.from_env(args.lab_dir), topology=getattr(args, "topology", None))
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -145,7 +143,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     up = verbs.add_parser("up", parents=[common], help="start the lab and apply a topology")
     up.add_argument(
-        "--topology", default="interim", help="topology under lab/topologies (default: interim)"
+        "--topology",
+        default=None,
+        help="topology under lab/topologies: interim (the live read) or ha (a replicated "
+        "candidate); default: the one the lab's kept data belongs to, else interim",
     )
     up.set_defaults(handler=_cmd_up)
 

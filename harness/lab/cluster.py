@@ -109,10 +109,11 @@ class Lab:
     """One lab directory and the processes that serve it."""
 
     def __init__(
-        self, paths: LabPaths, topology: str = "interim", ports: Ports | None = None
+        self, paths: LabPaths, topology: str | None = None, ports: Ports | None = None
     ) -> None:
         self.paths = paths
-        self.topology = topology
+        # without a choice: the topology the lab's kept data belongs to, else interim
+        self.topology = topology or self.read_state().get("topology") or "interim"
         self.bin = bin_dir()
         self.ports = ports or Ports.from_env()
 
@@ -302,6 +303,12 @@ class Lab:
         if not (TOPOLOGIES / self.topology).is_dir():
             known = ", ".join(sorted(d.name for d in TOPOLOGIES.iterdir() if d.is_dir()))
             raise ConfigError(f"unknown topology {self.topology!r}", f"choose one of: {known}")
+        kept = self.read_state().get("topology")
+        if kept and kept != self.topology and self.paths.etcd_data.exists():
+            raise ConfigError(
+                f"the lab in {self.paths.root} keeps the data of topology {kept!r}, not {self.topology!r}",
+                f"'flywheel-chaos lab down --clean' first to start over, or 'lab up --topology {kept}'",
+            )
 
     def _prepare_files(self) -> dict[str, str]:
         p = self.paths
