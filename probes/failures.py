@@ -27,6 +27,7 @@ ErrorClass = Literal[
     "lock-not-exclusive",
     "integrity-mismatch",
     "versioning-disabled",
+    "not-stable",
     "other",
 ]
 
@@ -41,6 +42,7 @@ _HINTS: Final[dict[str, str]] = {
     "lock-not-exclusive": "the server ignores If-None-Match: OpenTofu's use_lockfile cannot protect state here",
     "integrity-mismatch": "the server returned different bytes than were written",
     "versioning-disabled": "enable versioning on the state bucket before trusting it with state",
+    "not-stable": "the server answers some requests and fails others; raise within_s, or look at which member still fails",
     "other": "see the S3 error code; run with --debug for details",
 }
 

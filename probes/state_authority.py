@@ -494,7 +494,9 @@ def state_bucket_listed(
     (``no-such-bucket``, ``access-denied``, ``endpoint-unreachable``,
     ``timeout``, ...) when the call fails or the bucket is not listed.
     """
-    return _check_bucket_listed(activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets))
+    return _check_bucket_listed(
+        activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
+    )
 
 
 def state_bucket_reachable(
@@ -530,7 +532,9 @@ def state_key_readable(
     ``no-such-bucket`` when its bucket is gone, or the class of any other
     failure.
     """
-    return _check_state_key(activity_authority(endpoint, bucket, key, timeout_s, configuration, secrets))
+    return _check_state_key(
+        activity_authority(endpoint, bucket, key, timeout_s, configuration, secrets)
+    )
 
 
 def canary_round_trip_ok(
@@ -566,7 +570,9 @@ def versioning_enabled(
     Returns ``{"bucket", "status"}``. Raises ``ActivityFailed`` with
     ``versioning-disabled`` when it is Suspended or was never enabled.
     """
-    return _check_versioning(activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets))
+    return _check_versioning(
+        activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
+    )
 
 
 def lock_exclusive(
@@ -628,37 +634,70 @@ def state_authority_serving_within(
     within_s: float = 60.0,
     interval_s: float = 0.5,
     round_trip: bool = True,
+    stable_s: float = 3.0,
     key: str = "",
     bucket: str = "",
     endpoint: str = "",
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Result:
-    """Wait until the state authority serves again, for at most ``within_s`` seconds.
+    """Wait until the state authority serves again, stably, for at most ``within_s`` seconds.
 
     Serving means HEAD of the state key succeeds and, with ``round_trip``, a
     canary write/read/delete passes too (a restarted server may answer HEAD
-    before it is consistent). Put it in a method after a fault action so that
-    the after-fault hypothesis checks a recovered service. Attempts are
-    ``interval_s`` apart. Returns ``{"seconds", "attempts"}``.
-    Raises ``ActivityFailed`` with the class of the last failure when the
-    state key is still not readable at the deadline.
+    before it can return data). One success is not enough: a replicated
+    server can serve some keys while others still route to a member that left,
+    so every attempt must pass for ``stable_s`` seconds in a row (a failure
+    starts the count again; 0 accepts the first success). Put it in a method
+    after a fault action so that the after-fault hypothesis checks a recovered
+    service. Attempts are ``interval_s`` apart, each logged with its number.
+    Returns ``{"seconds", "attempts", "failures", "stable_s"}``: ``seconds``
+    until the first attempt of the stable run. Raises ``ActivityFailed`` at the
+    deadline: class ``not-stable`` when it served at times but never for
+    ``stable_s`` in a row, else the class of the last failure.
     """
-    authority = activity_authority(endpoint, bucket, key, min(2.0, within_s), configuration, secrets)
+    authority = activity_authority(
+        endpoint, bucket, key, min(2.0, within_s), configuration, secrets
+    )
     started = time.monotonic()
     deadline = started + within_s
-    attempt = 0
+    attempt = failures = 0
+    stable_since: float | None = None
+    served = False
+    last_error: StateAuthorityError | None = None
     while True:
         attempt += 1
+        now = time.monotonic()
         try:
             _check_state_key(authority)
             if round_trip:
                 _check_canary_round_trip(authority)
-            return {"seconds": round(time.monotonic() - started, 3), "attempts": attempt}
+            served = True
+            if stable_since is None:
+                stable_since = now
+            if time.monotonic() - stable_since >= stable_s:
+                return {
+                    "seconds": round(stable_since - started, 3),
+                    "attempts": attempt,
+                    "failures": failures,
+                    "stable_s": stable_s,
+                }
         except StateAuthorityError as exc:
+            failures += 1
+            stable_since, last_error = None, exc
             logger.info("serving-within: attempt %d: %s", attempt, exc.error_class)
-            if time.monotonic() + interval_s >= deadline:
-                raise exc.with_note(
-                    f"still not serving after {within_s:g}s ({attempt} attempts)"
-                ) from exc
+        if time.monotonic() + interval_s >= deadline:
+            if served or last_error is None:
+                # it served at times, never for long enough
+                raise StateAuthorityError(
+                    "not-stable",
+                    last_error.code if last_error else "-",
+                    f"served for less than {stable_s:g}s in a row within {within_s:g}s "
+                    f"({attempt} attempts, {failures} failed"
+                    + (f", last: {last_error.error_class}" if last_error else "")
+                    + ")",
+                )
+            raise last_error.with_note(
+                f"still not serving after {within_s:g}s ({attempt} attempts)"
+            ) from last_error
         time.sleep(interval_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -57,11 +57,17 @@ def closed_port_endpoint() -> str:
 
 @contextmanager
 def header_stripping_proxy(
-    upstream: str, access_key: str, secret_key: str, strip: str = "If-None-Match"
+    upstream: str,
+    access_key: str,
+    secret_key: str,
+    strip: str = "If-None-Match",
+    fail_delete: Callable[[str], bool] | None = None,
 ) -> Iterator[str]:
     """A loopback S3 proxy that drops one header and re-signs the request.
 
-    It stands for an S3 server that ignores conditional writes.
+    It stands for an S3 server that ignores conditional writes; with
+    ``fail_delete``, also for one whose DELETE of some paths fails with
+    InternalError (a replicated server routing those keys to a member that left).
     """
     target = urlsplit(upstream)
     credentials = Credentials(access_key, secret_key)
@@ -75,6 +81,14 @@ def header_stripping_proxy(
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if self.command == "DELETE" and fail_delete and fail_delete(self.path.split("?")[0]):
+                error = b"<Error><Code>InternalError</Code><Message>member left</Message></Error>"
+                self.send_response(500)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
             headers = {
                 k: v
                 for k, v in self.headers.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -164,6 +165,36 @@ def test_an_endpoint_ignoring_if_none_match_fails_lock_exclusivity(
         ):
             sa.lock_exclusive(endpoint=proxy)
     assert _keys(s3_admin, authority_env["TOFU_STATE_BUCKET"]) == [STATE_KEY]
+
+
+def test_serving_again_needs_a_stable_run_not_one_lucky_success(
+    authority_env: dict[str, str], seaweed: SeaweedS3
+) -> None:
+    # half of all canary keys cannot be deleted: each attempt passes or fails by its key
+    def routed_to_a_member_that_left(path: str) -> bool:
+        return hashlib.sha256(path.encode()).digest()[0] % 2 == 0
+
+    with (
+        header_stripping_proxy(
+            seaweed.endpoint,
+            seaweed.access_key,
+            seaweed.secret_key,
+            strip="X-Nothing",
+            fail_delete=routed_to_a_member_that_left,
+        ) as proxy,
+        pytest.raises(ActivityFailed, match=r"^not-stable: InternalError: served for less"),
+    ):
+        sa.state_authority_serving_within(within_s=4, interval_s=0.05, stable_s=2, endpoint=proxy)
+
+
+def test_serving_again_returns_once_every_check_passed_for_the_stable_time(
+    authority_env: dict[str, str],
+) -> None:
+    started = time.monotonic()
+    result = sa.state_authority_serving_within(within_s=10, interval_s=0.1, stable_s=0.5)
+    assert result["failures"] == 0 and result["attempts"] >= 3
+    assert result["seconds"] < 0.5
+    assert 0.5 <= time.monotonic() - started < 5
 
 
 def test_no_endpoint_is_a_configuration_failure(monkeypatch: pytest.MonkeyPatch) -> None:
