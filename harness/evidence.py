@@ -133,6 +133,12 @@ def decide(
         )
     if not summary.get("recovered"):
         reasons.append("the state authority had not recovered when measurement ended")
+    if summary.get("state_key_missing"):
+        # the RustFS incident's shape: a plan at that moment would have seen an empty state
+        reasons.append(
+            f"the state key was reported missing {summary['state_key_missing']} time(s) "
+            "while the fault was live (NoSuchKey/NoSuchBucket, not unreachable)"
+        )
     if reasons:
         return "not-survived", reasons
     if not fault_actions:

@@ -239,6 +239,10 @@ def summarize(
         "recovered": not any(w["open"] for w in windows),
         "recovery_after_fault_ms": recovery_ms,
         "error_classes": errors,
+        # HEADs answered "no such key/bucket": the state looked gone, not merely unreachable
+        "state_key_missing": sum(
+            1 for s in heads if not s.ok and s.error in ("no-such-key", "no-such-bucket")
+        ),
         "head_p50_ms": round(head_latencies[len(head_latencies) // 2], 1)
         if head_latencies
         else None,

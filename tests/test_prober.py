@@ -120,3 +120,16 @@ def test_verdict_rules() -> None:
     assert decide(_journal(), within, [{"name": "drain", "status": "failed"}], None)[0] == "error"
     assert decide(_journal(status="interrupted"), within, ok_action, None)[0] == "aborted"
     assert decide(_journal(), None, [], "another experiment holds the lease")[0] == "aborted"
+
+
+def test_a_state_key_reported_missing_even_briefly_is_not_survived() -> None:
+    samples = _heads("+++++")
+    samples[2] = Sample("head", samples[2].at, False, 5.0, "no-such-key")
+    summary = summarize(samples, 100.0, 101.0, budget_ms=30000)
+    assert summary["within_budget"] is True and summary["state_key_missing"] == 1
+    verdict, reasons = decide(_journal(), summary, [{"name": "drain", "status": "succeeded"}], None)
+    assert verdict == "not-survived"
+    assert reasons == [
+        "the state key was reported missing 1 time(s) while the fault was live "
+        "(NoSuchKey/NoSuchBucket, not unreachable)"
+    ]
