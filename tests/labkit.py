@@ -63,12 +63,12 @@ def disruption_budget(lab: Lab, namespace: str, app: str, min_available: int = 1
 
 
 @contextmanager
-def running_lab(name: str) -> Iterator[Lab]:
-    """A lab in REPO/<name> (not under /tmp: pods get a private /tmp), stopped and removed after."""
+def running_lab(name: str, topology: str = "interim") -> Iterator[Lab]:
+    """A fresh lab in REPO/<name> with ``topology``, stopped and removed after."""
     build()
     root = REPO / name
     shutil.rmtree(root, ignore_errors=True)
-    lab = Lab(LabPaths(root))
+    lab = Lab(LabPaths(root), topology=topology)
     lab.up(lambda message: None)
     try:
         yield lab

@@ -293,13 +293,6 @@ class Lab:
                 f"lab binaries missing from {self.bin}: {', '.join(missing)}",
                 "run 'flywheel-chaos lab build' first (it takes a few minutes, once)",
             )
-        taken = [port for port in self.ports.all() if not port_free(HOST, port)]
-        if taken:
-            raise ConfigError(
-                f"lab ports already in use on {HOST}: {', '.join(map(str, taken))}",
-                "another lab (or another program) is running; 'flywheel-chaos lab down' in its directory, "
-                "or stop what holds the port (ss -ltnp)",
-            )
         if not (TOPOLOGIES / self.topology).is_dir():
             known = ", ".join(sorted(d.name for d in TOPOLOGIES.iterdir() if d.is_dir()))
             raise ConfigError(f"unknown topology {self.topology!r}", f"choose one of: {known}")
@@ -308,6 +301,13 @@ class Lab:
             raise ConfigError(
                 f"the lab in {self.paths.root} keeps the data of topology {kept!r}, not {self.topology!r}",
                 f"'flywheel-chaos lab down --clean' first to start over, or 'lab up --topology {kept}'",
+            )
+        taken = [port for port in self.ports.all() if not port_free(HOST, port)]
+        if taken:
+            raise ConfigError(
+                f"lab ports already in use on {HOST}: {', '.join(map(str, taken))}",
+                "another lab (or another program) is running; 'flywheel-chaos lab down' in its directory, "
+                "or stop what holds the port (ss -ltnp)",
             )
 
     def _prepare_files(self) -> dict[str, str]:
@@ -338,7 +338,14 @@ class Lab:
         """Start the lab; returns what status() returns. On a running lab changes nothing."""
         with self._locked():
             if self.is_up():
-                progress("the lab is already up; nothing changed")
+                running = self.read_state().get("topology")
+                if running and running != self.topology:
+                    progress(
+                        f"the lab is already up with topology {running}; nothing changed "
+                        "('lab down --clean' first to switch topology)"
+                    )
+                else:
+                    progress("the lab is already up; nothing changed")
                 return self.status()
             if self.read_state().get("components"):
                 progress("a previous lab is partly running: stopping its leftovers first")

@@ -930,8 +930,15 @@ class NodeAgent:
             pass
         for thread in threads:
             thread.join(timeout=5)
-        for runner in list(self.pods.values()):
-            self.stop_containers(runner, 3.0)
+        # all pods at once, as a kubelet shutting down does: one grace period, not one per pod
+        stoppers = [
+            threading.Thread(target=self.stop_containers, args=(runner, 3.0), daemon=True)
+            for runner in list(self.pods.values())
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(timeout=3.0 + 12)
 
 
 def main(argv: list[str] | None = None) -> int:
