@@ -108,6 +108,11 @@ def _cmd_show(args: argparse.Namespace, found: tuple[Path, dict[str, Any]] | Non
         for window in prober.get("outages", []):
             out.print(
                 f"  outage {window['ms'] / 1000:.2f} s{' (still open)' if window.get('open') else ''}: {window.get('errors')}"
+                + (
+                    f"; first seen at s: {window['first_seen_s']}"
+                    if window.get("first_seen_s")
+                    else ""
+                )
             )
     integrity = record.get("integrity") or {}
     out.print(f"state key unchanged: {integrity.get('state_key_unchanged')}")

@@ -167,9 +167,13 @@ def outage_windows(samples: list[Sample], end: float) -> list[dict[str, Any]]:
         down[sample.kind] = not sample.ok
         if not sample.ok:
             if current is None:
-                current = {"start": _moment(sample), "errors": {}, "signals": []}
+                current = {"start": _moment(sample), "errors": {}, "signals": [], "first": {}}
             if sample.error:
                 current["errors"][sample.error] = current["errors"].get(sample.error, 0) + 1
+                # when each error class first appeared, in seconds into the window
+                current["first"].setdefault(
+                    sample.error, round(_moment(sample) - current["start"], 3)
+                )
             if sample.kind not in current["signals"]:
                 current["signals"].append(sample.kind)
         elif current is not None and not any(down.values()):
@@ -231,6 +235,7 @@ def summarize(
                 "ms": w["ms"],
                 "open": w["open"],
                 "errors": w["errors"],
+                "first_seen_s": w["first"],
                 "signals": w["signals"],
             }
             for w in windows
