@@ -11,7 +11,6 @@ between tools. Prints seconds and ratios against kubectl.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,9 +18,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from harness.lab.build import build
-from harness.lab.cluster import Lab
-from harness.lab.paths import LabPaths
+from harness.lab.cluster import scratch_lab
 from harness.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,12 +43,8 @@ FILLER = {
 
 
 def main() -> int:
-    build()
     root = REPO / ".lab-bench-drain"
-    shutil.rmtree(root, ignore_errors=True)
-    lab = Lab(LabPaths(root))
-    lab.up(lambda m: None)
-    try:
+    with scratch_lab(root) as lab:
         env = lab.env_values()
         os.environ.update(env)
         os.environ["FLYWHEEL_STATE_DIR"] = str(root / "state")
@@ -131,9 +124,6 @@ def main() -> int:
             for name, seconds in results.items():
                 print(f"  {name:26s} {seconds / base:5.2f}x kubectl")
         print("targets: ours <= 1.2x kubectl")
-    finally:
-        lab.down(lambda m: None)
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

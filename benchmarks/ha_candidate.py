@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from harness.lab.build import build
-from harness.lab.cluster import Lab
-from harness.lab.paths import LabPaths
+from harness.evidence import record_files
+from harness.lab.cluster import scratch_lab
 
 REPO = Path(__file__).resolve().parent.parent
 CHAOS = Path(sys.executable).parent / "chaos"
@@ -32,7 +30,7 @@ CHAOS = Path(sys.executable).parent / "chaos"
 
 def run_fault(fault: str, env: dict[str, str], work: Path, index: int) -> dict[str, Any]:
     evidence = work / "evidence"
-    before = set(evidence.glob("*.json")) if evidence.exists() else set()
+    before = set(record_files(evidence))
     subprocess.run(
         [
             str(CHAOS),
@@ -49,11 +47,7 @@ def run_fault(fault: str, env: dict[str, str], work: Path, index: int) -> dict[s
         timeout=900,
         check=False,
     )
-    new = [
-        p
-        for p in set(evidence.glob("*.json")) - before
-        if not p.name.endswith(".journal.json")
-    ]
+    new = [p for p in record_files(evidence) if p not in before]
     if not new:
         return {"verdict": "no evidence", "reasons": ["the run recorded nothing"], "prober": {}}
     record: dict[str, Any] = json.loads(new[0].read_text())
@@ -67,15 +61,11 @@ def main() -> int:
     parser.add_argument("--topologies", default="interim,ha")
     args = parser.parse_args()
     faults = args.faults.split(",")
-    build()
     outages: dict[tuple[str, str], list[float]] = {}
     for topology in args.topologies.split(","):
         root = REPO / f".lab-bench-{topology}"
-        shutil.rmtree(root, ignore_errors=True)
-        lab = Lab(LabPaths(root), topology=topology)
-        status = lab.up(lambda m: None)
-        print(f"== {topology}: lab up in {status.get('up_seconds')} s")
-        try:
+        with scratch_lab(root, topology) as lab:
+            print(f"== {topology}: lab up in {lab.read_state().get('up_seconds')} s")
             env = lab.env_values()
             env["FLYWHEEL_EVIDENCE_DIR"] = str(root / "work" / "evidence")
             env["FLYWHEEL_STATE_DIR"] = str(root / "work" / "state")
@@ -95,9 +85,6 @@ def main() -> int:
                         f"state key missing {prober.get('state_key_missing', 0)} | "
                         + "; ".join(record.get("reasons") or [])
                     )
-        finally:
-            lab.down(lambda m: None)
-            shutil.rmtree(root, ignore_errors=True)
     print("median longest outage (s):")
     for fault in faults:
         interim = outages.get(("interim", fault))

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import threading
 import time
 from pathlib import Path
 
-from harness.lab.build import build
-from harness.lab.cluster import Lab
-from harness.lab.paths import LabPaths
+from harness.lab.cluster import scratch_lab
 from harness.prober import Prober, Sample, outage_windows
 from probes.failures import StateAuthorityError
 from probes.s3client import load_authority
@@ -58,12 +55,8 @@ def main() -> int:
     parser.add_argument("--freeze", type=float, default=3.0)
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
-    build()
     root = REPO / ".lab-bench-outage"
-    shutil.rmtree(root, ignore_errors=True)
-    lab = Lab(LabPaths(root))
-    lab.up(lambda m: None)
-    try:
+    with scratch_lab(root) as lab:
         env = lab.env_values()
         os.environ.update(env)
         authority = load_authority()
@@ -106,9 +99,6 @@ def main() -> int:
             f"chaos-toolkit-style {statistics.median(ctk_err):.0f} ms; "
             f"ratio {statistics.median(ctk_err) / max(1.0, statistics.median(ours_err)):.1f}x"
         )
-    finally:
-        lab.down(lambda m: None)
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

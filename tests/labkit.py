@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
-import shutil
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.config
+import pytest
 from kubernetes import client, config
 
-from harness.lab.build import build
-from harness.lab.cluster import Lab
+from harness.lab.cluster import Lab, scratch_lab
 from harness.lab.paths import LabPaths
 from harness.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+BIN = Path(sys.executable).parent
+
+
 def env_file(path: Path) -> dict[str, str]:
     """The lab's environment as ``source .lab/env`` would set it."""
     return Lab(LabPaths(path.parent)).env_values()
+
+
+def fresh_run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The lab's environment with a fresh evidence and state directory, also set in os.environ."""
+    env = lab.env_values()
+    env["FLYWHEEL_EVIDENCE_DIR"] = str(tmp_path / "evidence")
+    env["FLYWHEEL_STATE_DIR"] = str(tmp_path / "state")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``flywheel-chaos ARGS`` from this venv with ``env`` on top of ours (5 min bound)."""
+    return subprocess.run(
+        [str(BIN / "flywheel-chaos"), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @contextmanager
@@ -62,19 +88,9 @@ def disruption_budget(lab: Lab, namespace: str, app: str, min_available: int = 1
         policy.delete_namespaced_pod_disruption_budget(name, namespace)
 
 
-@contextmanager
-def running_lab(name: str, topology: str = "interim") -> Iterator[Lab]:
+def running_lab(name: str, topology: str = "interim") -> AbstractContextManager[Lab]:
     """A fresh lab in REPO/<name> with ``topology``, stopped and removed after."""
-    build()
-    root = REPO / name
-    shutil.rmtree(root, ignore_errors=True)
-    lab = Lab(LabPaths(root), topology=topology)
-    lab.up(lambda message: None)
-    try:
-        yield lab
-    finally:
-        lab.down(lambda message: None)
-        shutil.rmtree(root, ignore_errors=True)
+    return scratch_lab(REPO / name, topology)
 
 
 def s3_client(env: dict[str, str]) -> Any:

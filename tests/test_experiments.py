@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client, config
-from labkit import REPO, disruption_budget, env_file, running_lab
+from labkit import BIN, REPO, cli, disruption_budget, fresh_run_env, running_lab
 
 from actions.cluster import INTENT_ANNOTATION
 from actions.nodes import drain_node
@@ -26,7 +25,6 @@ from probes.state_authority import state_authority_serving_within
 
 pytestmark = pytest.mark.lab
 
-BIN = Path(sys.executable).parent
 CHAOS = str(BIN / "chaos")
 
 
@@ -39,12 +37,7 @@ def lab() -> Iterator[Lab]:
 @pytest.fixture
 def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The lab's environment with a fresh evidence and state directory per test."""
-    env = env_file(lab.paths.env_file)
-    env["FLYWHEEL_EVIDENCE_DIR"] = str(tmp_path / "evidence")
-    env["FLYWHEEL_STATE_DIR"] = str(tmp_path / "state")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
+    return fresh_run_env(lab, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -272,16 +265,6 @@ def test_a_dry_run_drain_shows_the_plan_and_changes_nothing(
     assert core.read_node("bumble").metadata.resource_version == before
 
 
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "flywheel-chaos"), *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     run_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -295,9 +278,9 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     ], output[-2000:]
     tofu = records[1]["proof_steps"][0]["output"]
     assert tofu["plan_exit"] == 0 and tofu["locked_plan_exit"] == 1
-    assert _cli(["guard", "--record"], run_env).returncode == 0
+    assert cli(["guard", "--record"], run_env).returncode == 0
 
-    red = _cli(["gate", "--json"], run_env)
+    red = cli(["gate", "--json"], run_env)
     assert red.returncode == 1
     gate = json.loads(red.stdout)
     status = {r["requirement"]: r["status"] for r in gate["requirements"]}
@@ -312,11 +295,11 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
         gate["facts"]["image_pinned_by_digest"] is True and gate["facts"]["openebs_zfs_nodes"] == 1
     )
 
-    interim = _cli(["gate", "--expect-interim"], run_env)
+    interim = cli(["gate", "--expect-interim"], run_env)
     assert interim.returncode == 0, interim.stdout + interim.stderr
     assert "mode=interim_expected" in interim.stdout
 
-    stale = _cli(["gate", "--json", "--max-age", "0"], run_env)
+    stale = cli(["gate", "--json", "--max-age", "0"], run_env)
     assert {
         r["status"]
         for r in json.loads(stale.stdout)["requirements"]
@@ -329,8 +312,8 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
         if "-backup-restore-" in p.name
     )
     first.write_bytes(first.read_bytes().replace(b'"passed"', b'"pass3d"', 1))
-    assert _cli(["evidence", "verify"], run_env).returncode == 1
-    tampered = _cli(["gate", "--expect-interim"], run_env)
+    assert cli(["evidence", "verify"], run_env).returncode == 1
+    tampered = cli(["gate", "--expect-interim"], run_env)
     assert tampered.returncode == 1
     assert "TAMPERED" in tampered.stdout and first.name in tampered.stdout
 
@@ -355,14 +338,14 @@ def test_with_every_requirement_proven_the_gate_is_green_and_the_interim_flag_is
             directory,
         )
     write_record(new_record(kind="guard", fault="guard", verdict="passed"), directory)
-    green = _cli(["gate"], run_env)
+    green = cli(["gate"], run_env)
     assert green.returncode == 0, green.stdout
     assert "mode=ha_ready" in green.stdout
-    flag = _cli(["gate", "--expect-interim"], run_env)
+    flag = cli(["gate", "--expect-interim"], run_env)
     assert flag.returncode == 1 and "mode=stale_interim_flag" in flag.stdout
     dry = new_record(kind="experiment", fault="node-drain", verdict="survived", dry_run=True)
     write_record(dry, directory)
-    assert _cli(["gate"], run_env).returncode == 0  # a dry run neither proves nor disproves
+    assert cli(["gate"], run_env).returncode == 0  # a dry run neither proves nor disproves
 
 
 def test_the_deploy_manifests_pass_a_server_side_dry_run(run_env: dict[str, str]) -> None:
@@ -453,7 +436,7 @@ def test_a_game_day_runs_its_suite_under_one_lease_and_writes_a_summary(
     run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
 ) -> None:
     suite = REPO / "gamedays" / "ci-short.yaml"
-    result = _cli(["gameday", "--json", str(suite)], run_env)
+    result = cli(["gameday", "--json", str(suite)], run_env)
     summary = json.loads(result.stdout)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [Path(r["experiment"]).stem for r in summary["results"]] == [
@@ -466,5 +449,5 @@ def test_a_game_day_runs_its_suite_under_one_lease_and_writes_a_summary(
     assert summary["breach"] is None
     assert Path(summary["summary_file"]).exists()
     assert len(_records(run_env)) == 2
-    assert _cli(["evidence", "verify"], run_env).returncode == 0
+    assert cli(["evidence", "verify"], run_env).returncode == 0
     _after_each(core, run_env)

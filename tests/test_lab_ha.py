@@ -9,16 +9,13 @@ by ``benchmarks/ha_candidate.py``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from labkit import running_lab
+from labkit import cli, fresh_run_env, running_lab
 
 from harness.errors import ConfigError
 from harness.lab.cluster import STATE_NAMESPACE, Lab
@@ -28,7 +25,6 @@ from probes.state_authority import state_authority_serving_within
 
 pytestmark = pytest.mark.lab
 
-BIN = Path(sys.executable).parent
 GATEWAYS = "app.kubernetes.io/name=attic-rustfs-openebs"
 COMPONENTS = ("tofu-meta", "seaweedfs-master", "seaweedfs-volume", "attic-rustfs-openebs")
 
@@ -41,27 +37,12 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture
 def lab_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = lab.env_values()
-    env["FLYWHEEL_EVIDENCE_DIR"] = str(tmp_path / "evidence")
-    env["FLYWHEEL_STATE_DIR"] = str(tmp_path / "state")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
+    return fresh_run_env(lab, tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def core(lab: Lab) -> client.CoreV1Api:
     return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
-
-
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "flywheel-chaos"), *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def _ready_gateways(core: client.CoreV1Api) -> list[client.V1Pod]:
@@ -92,7 +73,7 @@ def test_the_guard_passes_with_three_gateways_behind_one_service(
     lab_env: dict[str, str], core: client.CoreV1Api
 ) -> None:
     assert len(_ready_gateways(core)) == 3
-    result = _cli(["guard", "--json"], lab_env)
+    result = cli(["guard", "--json"], lab_env)
     assert result.returncode == 0, result.stdout + result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     # the 8 racers are spread over the gateways by the service proxy: still one winner
@@ -102,7 +83,7 @@ def test_the_guard_passes_with_three_gateways_behind_one_service(
 def test_the_gate_reads_a_replicated_posture_and_refuses_the_interim_flag(
     lab_env: dict[str, str],
 ) -> None:
-    result = _cli(["gate", "--json", "--expect-interim"], lab_env)
+    result = cli(["gate", "--json", "--expect-interim"], lab_env)
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["mode"] == "posture_unknown"

@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import ssl
 import subprocess
@@ -36,7 +37,7 @@ import botocore.config
 import yaml
 
 from harness.errors import ConfigError, HarnessError
-from harness.lab.build import BINARIES, REPO, missing_binaries
+from harness.lab.build import BINARIES, REPO, build, missing_binaries
 from harness.lab.paths import (
     ETCD_VERSION,
     HOST,
@@ -594,8 +595,6 @@ class Lab:
                 ):
                     target = self.paths.root / name
                     if target.is_dir():
-                        import shutil
-
                         shutil.rmtree(target)
                     elif target.exists():
                         target.unlink()
@@ -733,3 +732,20 @@ def _frozen(pid: int) -> bool:
             return handle.read().split(") ", 1)[1][:1] == "T"
     except (OSError, IndexError):
         return False
+
+
+@contextlib.contextmanager
+def scratch_lab(root: Path, topology: str = "interim") -> Iterator[Lab]:
+    """A fresh lab in ``root`` (binaries built first if missing), stopped and removed after.
+
+    For tests and benchmarks: whatever ``root`` held is removed before and after.
+    """
+    build()
+    shutil.rmtree(root, ignore_errors=True)
+    lab = Lab(LabPaths(root), topology=topology)
+    lab.up(lambda message: None)
+    try:
+        yield lab
+    finally:
+        lab.down(lambda message: None)
+        shutil.rmtree(root, ignore_errors=True)
