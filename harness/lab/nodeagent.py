@@ -465,16 +465,8 @@ class NodeAgent:
             paths[volume.name] = target
         return paths
 
-    def _env(self, pod: Any, runner: PodRunner, spec: Any) -> dict[str, str]:
-        values: dict[str, str] = {}
-        if pod.spec.enable_service_links is not False:
-            values.update(
-                _service_links(
-                    self.core.list_namespaced_service(
-                        runner.namespace, _request_timeout=API_TIMEOUT
-                    ).items
-                )
-            )
+    def _env(self, pod: Any, runner: PodRunner, spec: Any, links: dict[str, str]) -> dict[str, str]:
+        values: dict[str, str] = dict(links)
         for item in spec.env or []:
             if item.value_from is None:
                 values[item.name] = _VAR.sub(
@@ -514,8 +506,15 @@ class NodeAgent:
             return False
         (runner.directory / "tmp").mkdir(parents=True, exist_ok=True)
         restart_policy = pod.spec.restart_policy or "Always"
+        links: dict[str, str] = {}
+        if pod.spec.enable_service_links is not False:  # one read per pod, not per container
+            links = _service_links(
+                self.core.list_namespaced_service(
+                    runner.namespace, _request_timeout=API_TIMEOUT
+                ).items
+            )
         for spec in pod.spec.containers:
-            env = self._env(pod, runner, spec)
+            env = self._env(pod, runner, spec, links)
             mounts = sorted(
                 (
                     (mount.mount_path.rstrip("/"), volumes[mount.name])
