@@ -167,11 +167,16 @@ def outage_windows(samples: list[Sample], end: float) -> list[dict[str, Any]]:
         down[sample.kind] = not sample.ok
         if not sample.ok:
             if current is None:
-                current = {"start": _moment(sample), "errors": {}, "signals": [], "first": {}}
+                current = {
+                    "start": _moment(sample),
+                    "errors": {},
+                    "signals": [],
+                    "first_seen_s": {},
+                }
             if sample.error:
                 current["errors"][sample.error] = current["errors"].get(sample.error, 0) + 1
                 # when each error class first appeared, in seconds into the window
-                current["first"].setdefault(
+                current["first_seen_s"].setdefault(
                     sample.error, round(_moment(sample) - current["start"], 3)
                 )
             if sample.kind not in current["signals"]:
@@ -228,18 +233,7 @@ def summarize(
         "head_failures": sum(1 for s in heads if not s.ok),
         "canary_samples": len(canaries),
         "canary_failures": sum(1 for s in canaries if not s.ok),
-        "outages": [
-            {
-                "start": w["start"],
-                "end": w["end"],
-                "ms": w["ms"],
-                "open": w["open"],
-                "errors": w["errors"],
-                "first_seen_s": w["first"],
-                "signals": w["signals"],
-            }
-            for w in windows
-        ],
+        "outages": windows,  # each: start, end, ms, open, errors, first_seen_s, signals
         "longest_outage_ms": longest,
         "recovered": not any(w["open"] for w in windows),
         "recovery_after_fault_ms": recovery_ms,

@@ -75,7 +75,7 @@ def test_a_failed_canary_keeps_the_outage_open_while_heads_already_answer() -> N
     assert round(window["end"], 3) == 100.67
     assert window["signals"] == ["head", "canary"]
     assert window["errors"] == {"endpoint-unreachable": 2, "InternalError": 1}
-    assert window["first"] == {"endpoint-unreachable": 0.0, "InternalError": 0.15}
+    assert window["first_seen_s"] == {"endpoint-unreachable": 0.0, "InternalError": 0.15}
 
 
 def test_a_canary_failure_alone_is_an_outage() -> None:
