@@ -66,3 +66,15 @@ bench-guard:
 # lab start-up time and memory
 bench-lab:
     python benchmarks/lab_startup.py
+
+# the survival prober's outage against a known freeze, and Chaos Toolkit's view of it
+bench-outage:
+    python benchmarks/outage_accuracy.py
+
+# drain of bumble: ours vs kubectl vs chaostoolkit-kubernetes
+bench-drain:
+    python benchmarks/drain_time.py
+
+# every fault experiment in the interim lab and in the ha candidate
+bench-ha *args:
+    python benchmarks/ha_candidate.py {{args}}
