@@ -19,8 +19,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 logger = logging.getLogger("flywheel_chaos.processes")
+
+T = TypeVar("T")
 
 
 class StartError(RuntimeError):
@@ -70,6 +73,34 @@ def wait_until(
                 raise RuntimeError(reason)
         if time.monotonic() >= deadline:
             raise TimeoutError(f"gave up after {timeout_s:g}s waiting for {waiting_for}")
+        time.sleep(interval_s)
+
+
+def retry_until(
+    action: Callable[[], T],
+    timeout_s: float,
+    doing: str,
+    interval_s: float = 0.5,
+) -> T:
+    """Run ``action`` until it returns without raising; return its result.
+
+    Each failed attempt is logged with its number. At the deadline raises
+    :class:`TimeoutError` naming ``doing``, the attempts made and the last error.
+    ``action`` must bound its own time (client timeouts) and be safe to repeat.
+    """
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return action()
+        except Exception as error:  # every failure is retried until the deadline
+            logger.info("%s: attempt %d failed: %s", doing, attempt, error)
+            if time.monotonic() + interval_s >= deadline:
+                raise TimeoutError(
+                    f"gave up after {timeout_s:g}s and {attempt} attempts at {doing}; "
+                    f"last error: {error}"
+                ) from error
         time.sleep(interval_s)
 
 

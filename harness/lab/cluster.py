@@ -34,6 +34,7 @@ from typing import Any
 
 import boto3
 import botocore.config
+import botocore.exceptions
 import yaml
 
 from harness.errors import ConfigError, HarnessError
@@ -56,10 +57,12 @@ from harness.processes import (
     StartError,
     pid_alive,
     port_free,
+    retry_until,
     stop_pid_group,
     wait_until,
 )
 from harness.seaweed import s3_identity_config
+from probes.s3client import CANARY_PREFIX
 
 TOPOLOGIES = REPO / "lab" / "topologies"
 STATE_NAMESPACE = "nix-cache"
@@ -67,6 +70,8 @@ STATE_SERVICE = "attic-rustfs-openebs"
 STATE_BUCKET = "tofu-state"
 BACKUP_BUCKET = "tofu-state-backup"
 STATE_KEY = "gloriousflywheel/platform/terraform.tfstate"
+SEED_TIMEOUT_S = 120.0
+"""How long ``up`` waits for the state authority to serve reads and writes."""
 SEED_STATE = (
     b'{"version": 4, "terraform_version": "1.12.2", "serial": 42, '
     b'"lineage": "flywheel-lab-seed", "outputs": {}, "resources": []}\n'
@@ -502,6 +507,15 @@ class Lab:
             manifest.unlink()
 
     def _seed(self, endpoint: str, creds: dict[str, str], progress: Progress) -> None:
+        """Wait until the state authority serves reads *and* writes, then seed it.
+
+        A replicated SeaweedFS answers ListBuckets before its masters have
+        grown volumes on two racks, so the first write can hang for seconds
+        on a busy machine: every step is retried (each attempt bounded by the
+        client's timeouts) until :data:`SEED_TIMEOUT_S`. The state key is
+        written only when a HEAD says it is absent, so a write that timed out
+        but landed is not written twice.
+        """
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -512,25 +526,59 @@ class Lab:
                 connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 1}
             ),
         )
+        started = time.monotonic()
 
-        def serving() -> bool:
+        def left() -> float:
+            return max(1.0, SEED_TIMEOUT_S - (time.monotonic() - started))
+
+        def buckets_ready() -> None:
+            existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+            for name in (STATE_BUCKET, BACKUP_BUCKET):
+                if name not in existing:
+                    s3.create_bucket(Bucket=name)
+            s3.put_bucket_versioning(
+                Bucket=STATE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+            )
+
+        def canary_round_trip() -> None:
+            key = f"{CANARY_PREFIX}lab-ready-{secrets.token_hex(4)}"
+            body = secrets.token_bytes(1024)
             try:
-                s3.list_buckets()
-                return True
-            except Exception:
-                return False
+                s3.put_object(Bucket=STATE_BUCKET, Key=key, Body=body)
+                read = s3.get_object(Bucket=STATE_BUCKET, Key=key)["Body"].read()
+                if read != body:
+                    raise RuntimeError(f"canary {key} read back {len(read)} bytes that differ")
+            finally:
+                with contextlib.suppress(Exception):
+                    s3.delete_object(Bucket=STATE_BUCKET, Key=key)
 
-        wait_until(serving, 60, f"the state authority to serve S3 at {endpoint}", interval_s=0.2)
-        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        for name in (STATE_BUCKET, BACKUP_BUCKET):
-            if name not in existing:
-                s3.create_bucket(Bucket=name)
-        s3.put_bucket_versioning(Bucket=STATE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        try:
-            s3.head_object(Bucket=STATE_BUCKET, Key=STATE_KEY)
-        except s3.exceptions.ClientError:
+        def state_key_present() -> bool:
+            try:
+                s3.head_object(Bucket=STATE_BUCKET, Key=STATE_KEY)
+                return True
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    return False
+                raise
+
+        def seeded() -> bool:
+            if state_key_present():
+                return False
             s3.put_object(Bucket=STATE_BUCKET, Key=STATE_KEY, Body=SEED_STATE)
-            progress(f"seeded s3://{STATE_BUCKET}/{STATE_KEY}")
+            return True
+
+        try:
+            retry_until(buckets_ready, left(), f"creating the lab's buckets at {endpoint}")
+            progress(f"S3 answers at {endpoint} after {time.monotonic() - started:.1f}s")
+            retry_until(canary_round_trip, left(), f"a canary write and read at {endpoint}")
+            progress(f"S3 accepts writes after {time.monotonic() - started:.1f}s")
+            if retry_until(seeded, left(), f"seeding s3://{STATE_BUCKET}/{STATE_KEY}"):
+                progress(f"seeded s3://{STATE_BUCKET}/{STATE_KEY}")
+        except TimeoutError as error:
+            raise HarnessError(
+                f"the state authority did not serve S3 at {endpoint}: {error}",
+                f"see the pods' logs under {self.paths.root / 'nodes'}; everything started was stopped",
+            ) from error
         progress(f"state authority serves S3 at {endpoint}")
 
     def env_lines(self, endpoint: str, creds: dict[str, str]) -> list[str]:
