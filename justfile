@@ -29,9 +29,10 @@ recover:
 test: lint lab-build
     pytest
 
-# ruff, mypy strict and the layering rule (probes/actions never import harness)
+# ruff (lint and format), mypy strict and the layering rule (probes/actions never import harness)
 lint:
     ruff check .
+    ruff format --check .
     mypy
     lint-imports
 

@@ -324,13 +324,17 @@ def _evict_all(
 
 
 def _wait_gone(core: Any, node: str, results: list[dict[str, Any]], deadline: float) -> None:
-    gone = wait_pods_gone(core, [r["uid"] for r in results], deadline, field_selector=f"spec.nodeName={node}")
+    gone = wait_pods_gone(
+        core, [r["uid"] for r in results], deadline, field_selector=f"spec.nodeName={node}"
+    )
     for result in results:
         if result["uid"] in gone:
             result["gone_at"] = dt.datetime.fromtimestamp(gone[result["uid"]], dt.UTC).isoformat()
     left = [r["pod"] for r in results if r["uid"] not in gone]
     if left:
-        raise ActivityFailed(f"drain did not finish: still waiting for {', '.join(left)} to go away")
+        raise ActivityFailed(
+            f"drain did not finish: still waiting for {', '.join(left)} to go away"
+        )
 
 
 def _lab_cli() -> list[str] | None:
@@ -427,7 +431,9 @@ def _remove_unreachable_taint(core: Any, name: str) -> bool:
     if len(kept) == len(taints):
         return False
     core.patch_node(
-        name, {"spec": {"taints": [_taint_body(t) for t in kept] or None}}, _request_timeout=API_TIMEOUT
+        name,
+        {"spec": {"taints": [_taint_body(t) for t in kept] or None}},
+        _request_timeout=API_TIMEOUT,
     )
     return True
 

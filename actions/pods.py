@@ -90,8 +90,11 @@ def delete_state_authority_pods(
     if wait_gone_s > 0:
         started = time.time()
         gone = wait_pods_gone(
-            core, [d["uid"] for d in deleted], time.monotonic() + wait_gone_s,
-            namespace=namespace, label_selector=label_selector,
+            core,
+            [d["uid"] for d in deleted],
+            time.monotonic() + wait_gone_s,
+            namespace=namespace,
+            label_selector=label_selector,
         )
         for entry in deleted:
             if entry["uid"] in gone:

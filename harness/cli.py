@@ -378,7 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # imported lazily by the commands that talk to a cluster: guard starts without it
             kube = sys.modules.get("actions.cluster")
             if kube is not None and isinstance(exc, kube.KubeconfigError):
-                raise ConfigError("cannot load a kubeconfig", "set KUBECONFIG (for the lab: source .lab/env)") from exc
+                raise ConfigError(
+                    "cannot load a kubeconfig", "set KUBECONFIG (for the lab: source .lab/env)"
+                ) from exc
             raise
     except HarnessError as exc:
         if args.debug:

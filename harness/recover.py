@@ -33,7 +33,14 @@ def _describe(result: dict[str, Any]) -> str:
     node = result["node"]
     if "unschedulable" in result:
         return f"{node}: {'left cordoned (it was before)' if result['unschedulable'] else 'uncordoned'}"
-    done = [text for key, text in (("thawed", "lab node resumed"), ("taint_removed", "unreachable taint removed")) if result.get(key)]
+    done = [
+        text
+        for key, text in (
+            ("thawed", "lab node resumed"),
+            ("taint_removed", "unreachable taint removed"),
+        )
+        if result.get(key)
+    ]
     return f"{node}: {', '.join(done) or 'nothing left to undo'}"
 
 
@@ -58,7 +65,11 @@ def recover(
             continue
         seen.add(key)
         try:
-            done.append(_describe(undo_intent(core, intent["kind"], intent["node"], intent.get("undo") or {})))
+            done.append(
+                _describe(
+                    undo_intent(core, intent["kind"], intent["node"], intent.get("undo") or {})
+                )
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise

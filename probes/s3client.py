@@ -172,8 +172,12 @@ def activity_authority(
     """:func:`load_authority` for an activity: a configuration problem is an ``ActivityFailed``."""
     try:
         return load_authority(
-            endpoint=endpoint, bucket=bucket, key=key, timeout_s=timeout_s,
-            configuration=configuration, secrets=secrets,
+            endpoint=endpoint,
+            bucket=bucket,
+            key=key,
+            timeout_s=timeout_s,
+            configuration=configuration,
+            secrets=secrets,
         )
     except ConfigurationError as exc:
         raise StateAuthorityError("other", "configuration", str(exc), exc.hint) from exc

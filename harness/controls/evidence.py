@@ -22,12 +22,19 @@ from probes.state_authority import state_key_readable
 logger = logging.getLogger("flywheel_chaos.controls.evidence")
 
 
-def _state_key(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) -> dict[str, Any]:
+def _state_key(
+    configuration: dict[str, Any] | None, secrets: dict[str, Any] | None
+) -> dict[str, Any]:
     try:
         head = state_key_readable(configuration=configuration, secrets=secrets)
     except StateAuthorityError as exc:
         return {"ok": False, "error": str(exc)}
-    return {"ok": True, "etag": head["etag"], "size": head["size"], "version_id": head["version_id"]}
+    return {
+        "ok": True,
+        "etag": head["etag"],
+        "size": head["size"],
+        "version_id": head["version_id"],
+    }
 
 
 def before_experiment_control(
