@@ -5,7 +5,7 @@ the Ready condition, and runs the pods bound to it:
 
 * containers whose command is a program the lab knows (``weed``, and the
   lab's own ``etcd`` build) run as real
-  local processes, bound to the pod's own loopback address 127.10.<node>.<n>,
+  local processes, bound to the loopback twin of the pod IP (10.244.N.X -> 127.244.N.X),
   each in a private mount namespace with its own /tmp when the host allows it;
 * other containers are simulated as Running;
 * volumes: a PVC bound to a node-local PV is a directory under

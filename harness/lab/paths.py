@@ -65,7 +65,7 @@ NODE_MONITOR_GRACE_PERIOD_S = 10
 
 
 def node_index(node: str) -> int:
-    """1-based index of a lab node; its pods live in 127.10.<index>.0/24."""
+    """1-based index of a lab node; its pods get 10.244.<index>.X (loopback twin 127.244.<index>.X)."""
     return NODES.index(node) + 1
 
 
