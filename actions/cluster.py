@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -247,13 +247,15 @@ def wait_pods_gone(
     namespace: str = "",
     field_selector: str = "",
     label_selector: str = "",
+    observe: Callable[[Any], None] | None = None,
 ) -> dict[str, float]:
     """Wait, by watching, until the pods ``uids`` are deleted; returns uid -> epoch when gone.
 
     Lists once, then watches from that list's resourceVersion (re-listing
     after a broken watch). Pods still present at ``deadline`` (a
     :func:`time.monotonic` instant) are missing from the result: the caller
-    names them.
+    names them. ``observe``, when given, sees every pod object listed or
+    watched meanwhile (replacements included), as it arrives.
     """
     gone: dict[str, float] = {}
     waiting = set(uids)
@@ -265,6 +267,9 @@ def wait_pods_gone(
     )
     while waiting:
         pods = lister(**selectors, _request_timeout=API_TIMEOUT)
+        if observe is not None:
+            for pod in pods.items:
+                observe(pod)
         for uid in waiting - {p.metadata.uid for p in pods.items}:
             gone[uid] = time.time()
         waiting -= set(gone)
@@ -281,6 +286,8 @@ def wait_pods_gone(
                 _request_timeout=(3.0, min(remaining, 30) + 5),
             ):
                 deleted = getattr(getattr(event["object"], "metadata", None), "uid", None)
+                if observe is not None and event["type"] in ("ADDED", "MODIFIED"):
+                    observe(event["object"])
                 if event["type"] == "DELETED" and deleted in waiting:
                     gone[str(deleted)] = time.time()
                     waiting.discard(str(deleted))

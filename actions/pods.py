@@ -45,9 +45,18 @@ def delete_state_authority_pods(
     most ``wait_gone_s`` until they are gone (a terminating pod may still
     serve its open connections, so the restart is complete only then; 0: do
     not wait). Returns ``{"namespace", "deleted": [{"name", "uid", "node",
-    "gone_s"}], "dry_run"}``. Raises ``ActivityFailed`` when the namespace is
-    not allowlisted, nothing matches, the arguments are out of range, or a
-    pod is still there at the deadline.
+    "gone_s"}], "volume_overlap", "dry_run"}``.
+
+    While it waits it also checks that the restart kept each single-writer
+    volume single-writer: ``volume_overlap`` lists every replacement pod that
+    was running on a ReadWriteOnce claim of a deleted pod before that pod was
+    gone (``{"claim", "deleted_pod", "replacement_pod", "overlap_s"}``). A
+    Deployment does this on every restart, because ReadWriteOnce is per node,
+    not per pod: for that time two servers write one data directory.
+    ReadWriteOncePod claims, or a StatefulSet, prevent it. Raises
+    ``ActivityFailed`` when the namespace is not allowlisted, nothing
+    matches, the arguments are out of range, or a pod is still there at the
+    deadline.
     """
     check_namespace_allowed(namespace, configuration)
     if count < 1 or not 0 <= percentage <= 100:
@@ -72,7 +81,8 @@ def delete_state_authority_pods(
         {"name": p.metadata.name, "uid": p.metadata.uid, "node": p.spec.node_name} for p in chosen
     ]
     if dry_run:
-        return {"namespace": namespace, "deleted": deleted, "dry_run": True}
+        return {"namespace": namespace, "deleted": deleted, "volume_overlap": [], "dry_run": True}
+    overlap = _VolumeOverlap(core, namespace, chosen)
     for pod in chosen:
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
         if grace_period_s >= 0:
@@ -95,6 +105,7 @@ def delete_state_authority_pods(
             time.monotonic() + wait_gone_s,
             namespace=namespace,
             label_selector=label_selector,
+            observe=overlap.observe,
         )
         for entry in deleted:
             if entry["uid"] in gone:
@@ -104,4 +115,84 @@ def delete_state_authority_pods(
             raise ActivityFailed(
                 f"deleted pod(s) {', '.join(left)} still present after {wait_gone_s:g}s (hint: is the node agent/kubelet alive?)"
             )
-    return {"namespace": namespace, "deleted": deleted, "dry_run": False}
+        found = overlap.overlaps(gone)
+        for finding in found:
+            logger.warning(
+                "replacement %s ran on claim %s for %.1f s while the deleted pod %s still held it",
+                finding["replacement_pod"],
+                finding["claim"],
+                finding["overlap_s"],
+                finding["deleted_pod"],
+            )
+    else:
+        found = []
+    return {"namespace": namespace, "deleted": deleted, "volume_overlap": found, "dry_run": False}
+
+
+_SINGLE_WRITER_MODES = {"ReadWriteOnce", "ReadWriteOncePod"}
+
+
+def _claims(pod: Any) -> set[str]:
+    return {
+        v.persistent_volume_claim.claim_name
+        for v in (pod.spec.volumes or [])
+        if v.persistent_volume_claim is not None
+    }
+
+
+def _running(pod: Any) -> bool:
+    return any(
+        status.state is not None and status.state.running is not None
+        for status in (pod.status.container_statuses or [])
+    )
+
+
+class _VolumeOverlap:
+    """Replacement pods seen running on a single-writer claim that a deleted pod still held."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str, deleted: list[Any]) -> None:
+        self._deleted = {p.metadata.uid: (p.metadata.name, _claims(p)) for p in deleted}
+        held = set().union(*(claims for _, claims in self._deleted.values()))
+        self._single_writer = {c for c in held if _single_writer(core, namespace, c)}
+        self._first_running: dict[str, tuple[str, set[str], float]] = {}
+
+    def observe(self, pod: Any) -> None:
+        uid = pod.metadata.uid
+        if uid in self._deleted or uid in self._first_running or not _running(pod):
+            return
+        shared = _claims(pod) & self._single_writer
+        if shared:
+            self._first_running[uid] = (pod.metadata.name, shared, time.time())
+
+    def overlaps(self, gone: Dict[str, float]) -> list[Dict[str, Any]]:  # noqa: UP006
+        found = []
+        for uid, (name, claims) in self._deleted.items():
+            ended = gone.get(uid, time.time())
+            for replacement, shared, since in self._first_running.values():
+                for claim in sorted(claims & shared):
+                    if since < ended:
+                        found.append(
+                            {
+                                "claim": claim,
+                                "deleted_pod": name,
+                                "replacement_pod": replacement,
+                                "overlap_s": round(ended - since, 3),
+                            }
+                        )
+        return found
+
+
+def _single_writer(core: client.CoreV1Api, namespace: str, claim: str) -> bool:
+    try:
+        pvc = core.read_namespaced_persistent_volume_claim(
+            claim, namespace, _request_timeout=API_TIMEOUT
+        )
+    except ApiException as exc:
+        logger.info(
+            "cannot read claim %s/%s (%s): not checked for overlap", namespace, claim, exc.status
+        )
+        return False
+    modes = set(pvc.spec.access_modes or []) | set(
+        (pvc.status.access_modes or []) if pvc.status else []
+    )
+    return bool(modes) and modes <= _SINGLE_WRITER_MODES

@@ -139,6 +139,13 @@ def decide(
             f"the state key was reported missing {summary['state_key_missing']} time(s) "
             "while the fault was live (NoSuchKey/NoSuchBucket, not unreachable)"
         )
+    for overlap in (o for a in fault_actions for o in a.get("volume_overlap") or []):
+        # two servers on one single-writer data directory: the proof is void
+        reasons.append(
+            f"replacement pod {overlap['replacement_pod']} ran on ReadWriteOnce claim "
+            f"{overlap['claim']} for {overlap['overlap_s']:.1f} s while {overlap['deleted_pod']} "
+            "still held it (two writers on one volume; use ReadWriteOncePod or a StatefulSet)"
+        )
     if reasons:
         return "not-survived", reasons
     if not fault_actions:

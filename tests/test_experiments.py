@@ -79,27 +79,35 @@ def _after_each(core: client.CoreV1Api, env: dict[str, str]) -> None:
     state_authority_serving_within(within_s=120)
 
 
-def _survived(record: dict[str, Any]) -> bool:
-    """Survived; or not-survived only because the restarting SeaweedFS answered a HEAD of
-    the state key with NoSuchKey/NoSuchBucket, a real finding that the verdict must report
-    (README, known findings) and that happens in some runs, not all."""
-    if record["verdict"] == "survived":
-        return True
+def _interim_restart_verdict(record: dict[str, Any]) -> bool:
+    """What a pod restart of the interim posture must be recorded as: not-survived,
+    because its Deployment starts the replacement on the same ReadWriteOnce claim
+    while the deleted pod still holds it (two servers on one data directory), and
+    for no other reason than that and, in some runs, the state key reported missing
+    by the restarting SeaweedFS (README, known findings)."""
+    overlaps = [o for a in record["fault_actions"] for o in a.get("volume_overlap", [])]
     return (
         record["verdict"] == "not-survived"
-        and record["prober"]["state_key_missing"] > 0
-        and all("state key was reported missing" in reason for reason in record["reasons"])
+        and [a["status"] for a in record["fault_actions"]] == ["succeeded"]
+        and {o["claim"] for o in overlaps} == {"attic-rustfs-openebs-data"}
+        and all(o["overlap_s"] > 0 for o in overlaps)
+        and any("two writers on one volume" in reason for reason in record["reasons"])
+        and all(
+            "two writers on one volume" in reason or "state key was reported missing" in reason
+            for reason in record["reasons"]
+        )
     )
 
 
-def test_pod_delete_survives_within_its_budget_with_a_measured_outage(
+def test_pod_delete_measures_the_outage_and_finds_the_replacement_sharing_the_volume(
     run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
 ) -> None:
     process = _start("pod-delete.yaml", run_env, tmp_path)
     output, _ = process.communicate(timeout=600)
     (record,) = _records(run_env)
-    assert _survived(record), output[-3000:]
+    assert _interim_restart_verdict(record), output[-3000:]
     prober = record["prober"]
+    assert prober["within_budget"] is True and prober["recovered"] is True
     assert 0 < prober["longest_outage_ms"] <= 60_000
     assert prober["head_samples"] > 50
     assert record["integrity"]["state_key_unchanged"] is True
@@ -206,7 +214,7 @@ def test_two_concurrent_runs_let_exactly_one_proceed(
     second.communicate(timeout=600)
     verdicts = sorted(r["verdict"] for r in _records(run_env))
     assert verdicts[0] == "aborted" and len(verdicts) == 2
-    assert _survived(next(r for r in _records(run_env) if r["verdict"] != "aborted"))
+    assert _interim_restart_verdict(next(r for r in _records(run_env) if r["verdict"] != "aborted"))
     refused = next(r for r in _records(run_env) if r["verdict"] == "aborted")
     assert "another experiment holds the cluster lease" in refused["reasons"][0]
     _after_each(core, run_env)
@@ -375,7 +383,14 @@ def test_an_experiment_runs_as_the_least_privileged_service_account_which_is_ref
     kubectl = str(BIN / "kubectl")
     admin = {**os.environ, **run_env}
     applied = subprocess.run(
-        [kubectl, "apply", "-f", str(REPO / "deploy" / "rbac.yaml")],
+        [
+            kubectl,
+            "apply",
+            "-f",
+            str(REPO / "deploy" / "00-namespace.yaml"),
+            "-f",
+            str(REPO / "deploy" / "rbac.yaml"),
+        ],
         env=admin,
         capture_output=True,
         text=True,
@@ -415,7 +430,7 @@ def test_an_experiment_runs_as_the_least_privileged_service_account_which_is_ref
     process = _start("pod-delete.yaml", sa_env, tmp_path)
     output, _ = process.communicate(timeout=600)
     (record,) = _records(sa_env)
-    assert _survived(record), output[-3000:]
+    assert _interim_restart_verdict(record), output[-3000:]
     sa_core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
     with pytest.raises(client.ApiException) as denied:
         sa_core.delete_namespaced_pod("anything", "default")
@@ -445,7 +460,9 @@ def test_a_game_day_runs_its_suite_under_one_lease_and_writes_a_summary(
     ]
     assert summary["results"][0]["verdict"] == "passed"
     pod_delete = next(r for r in _records(run_env) if r["fault"] == "pod-delete")
-    assert summary["results"][1]["verdict"] == pod_delete["verdict"] and _survived(pod_delete)
+    assert summary["results"][1]["verdict"] == pod_delete["verdict"] and _interim_restart_verdict(
+        pod_delete
+    )
     assert summary["breach"] is None
     assert Path(summary["summary_file"]).exists()
     assert len(_records(run_env)) == 2

@@ -134,3 +134,22 @@ def test_a_state_key_reported_missing_even_briefly_is_not_survived() -> None:
         "the state key was reported missing 1 time(s) while the fault was live "
         "(NoSuchKey/NoSuchBucket, not unreachable)"
     ]
+
+
+def test_a_replacement_running_on_the_deleted_pods_volume_makes_the_run_not_survived() -> None:
+    summary = summarize(_heads("+++++"), 100.0, 101.0, budget_ms=30000)
+    overlap = {
+        "claim": "attic-rustfs-openebs-data",
+        "deleted_pod": "attic-rustfs-openebs-a",
+        "replacement_pod": "attic-rustfs-openebs-b",
+        "overlap_s": 4.988,
+    }
+    action = {"name": "delete-pod", "status": "succeeded", "volume_overlap": [overlap]}
+    verdict, reasons = decide(_journal(), summary, [action], None)
+    assert verdict == "not-survived"
+    assert reasons == [
+        "replacement pod attic-rustfs-openebs-b ran on ReadWriteOnce claim "
+        "attic-rustfs-openebs-data for 5.0 s while attic-rustfs-openebs-a still held it "
+        "(two writers on one volume; use ReadWriteOncePod or a StatefulSet)"
+    ]
+    assert decide(_journal(), summary, [{**action, "volume_overlap": []}], None)[0] == "survived"

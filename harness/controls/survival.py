@@ -71,14 +71,16 @@ def after_activity_control(context: dict[str, Any], state: dict[str, Any], **kwa
         run.fault_started_at = start
     if end is not None:
         run.fault_ended_at = end
-    run.fault_actions.append(
-        {
-            "name": context.get("name"),
-            "status": state.get("status"),
-            "start": state.get("start"),
-            "end": state.get("end"),
-        }
-    )
+    entry: dict[str, Any] = {
+        "name": context.get("name"),
+        "status": state.get("status"),
+        "start": state.get("start"),
+        "end": state.get("end"),
+    }
+    output = state.get("output")
+    if isinstance(output, dict) and output.get("volume_overlap"):
+        entry["volume_overlap"] = output["volume_overlap"]
+    run.fault_actions.append(entry)
 
 
 def after_experiment_control(
