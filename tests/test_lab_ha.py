@@ -1,9 +1,9 @@
 """The replicated candidate (``lab up --topology ha``) against the lab's real kube-apiserver.
 
 Deterministic facts only: placement, the guard across three gateways, what
-the gate reads, and recovery from losing one gateway. How the candidate fares
-under each fault (verdicts, outage lengths) varies run to run and is measured
-by ``benchmarks/ha_candidate.py``.
+the gate reads, recovery from losing one gateway, and single-writer volumes
+across a restart. How the candidate fares under each fault (verdicts, outage
+lengths) varies run to run and is measured by ``benchmarks/ha_candidate.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client, config
 from labkit import cli, fresh_run_env, running_lab
 
+from actions.pods import delete_state_authority_pods
 from harness.errors import ConfigError
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.lab.paths import LabPaths
@@ -109,6 +110,35 @@ def test_losing_a_gateway_keeps_state_served_and_a_replacement_returns(
         90,
         "a ready replacement gateway on bumble",
     )
+
+
+def test_a_restarted_volume_server_never_shares_its_volume_with_its_replacement(
+    lab_env: dict[str, str], core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = "flywheel.lab/member=seaweedfs-volume-bumble"
+    claim = core.read_namespaced_persistent_volume_claim(
+        "seaweedfs-volume-bumble-data", STATE_NAMESPACE, _request_timeout=5
+    )
+    assert claim.spec.access_modes == ["ReadWriteOncePod"]
+    monkeypatch.setenv("FLYWHEEL_NAMESPACE_ALLOWLIST", STATE_NAMESPACE)
+    result = delete_state_authority_pods(namespace=STATE_NAMESPACE, label_selector=member)
+    (deleted,) = result["deleted"]
+    assert deleted["gone_s"] > 0
+    # ReadWriteOnce would let the replacement start while the old pod terminates
+    # (the interim posture does: test_experiments); ReadWriteOncePod holds it Pending
+    assert result["volume_overlap"] == []
+    wait_until(
+        lambda: any(
+            p.metadata.uid != deleted["uid"]
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            for p in core.list_namespaced_pod(
+                STATE_NAMESPACE, label_selector=member, _request_timeout=5
+            ).items
+        ),
+        90,
+        "a ready replacement volume server on bumble",
+    )
+    assert state_authority_serving_within(within_s=60, stable_s=3)["seconds"] < 60
 
 
 def test_up_on_the_running_lab_with_another_topology_changes_nothing_and_says_so(
