@@ -23,7 +23,7 @@ import botocore.config
 import botocore.exceptions
 
 from probes.failures import classify
-from probes.s3client import CANARY_PREFIX, StateAuthority, s3_client
+from probes.s3client import CANARY_PREFIX, StateAuthority, new_s3_client, s3_client
 
 
 @dataclass
@@ -43,6 +43,10 @@ class Prober:
     head_interval_s: float = 0.1
     canary_interval_s: float = 1.0
     request_timeout_s: float = 1.0
+    head_new_connection: bool = True
+    """Send each HEAD on a new connection, as a fresh ``tofu plan`` would. Behind a
+    Service that balances connections, the samples then cover every ready backend;
+    one kept-alive connection would only ever ask the backend it landed on."""
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -52,21 +56,24 @@ class Prober:
     canaries_written: int = 0
     canaries_verified: int = 0
 
-    def _client(self) -> Any:
+    def _client(self, kind: str) -> Any:
         # the probes' client factory, with the prober's shorter bounds and no retries
-        return s3_client(
-            self.authority.with_overrides(
-                connect_timeout_s=min(0.5, self.request_timeout_s),
-                read_timeout_s=self.request_timeout_s,
-            )
+        bounded = self.authority.with_overrides(
+            connect_timeout_s=min(0.5, self.request_timeout_s),
+            read_timeout_s=self.request_timeout_s,
         )
+        if kind != "head" or not self.head_new_connection:
+            return s3_client(bounded)
+        client = new_s3_client(bounded)
+        client.meta.events.register("before-send.s3.HeadObject", _close_after_answer)
+        return client
 
     def _record(self, sample: Sample) -> None:
         with self._lock:
             self.samples.append(sample)
 
     def _loop(self, kind: str, interval: float) -> None:
-        client = self._client()
+        client = self._client(kind)
         next_at = time.monotonic()
         while not self._stop.is_set():
             started_wall, started = time.time(), time.monotonic()
@@ -142,6 +149,12 @@ class Prober:
     def snapshot(self) -> list[Sample]:
         with self._lock:
             return list(self.samples)
+
+
+def _close_after_answer(request: Any, **kwargs: Any) -> None:
+    """botocore ``before-send`` hook: ask the server to close the connection after
+    answering, so that the next request opens a new one (not signed, so harmless)."""
+    request.headers["Connection"] = "close"
 
 
 def _moment(sample: Sample) -> float:

@@ -212,24 +212,33 @@ def s3_client(authority: StateAuthority) -> Any:
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
-            client = _session_for_clients().client(
-                "s3",
-                endpoint_url=authority.endpoint,
-                region_name=authority.region,
-                aws_access_key_id=authority.access_key_id,
-                aws_secret_access_key=authority.secret_access_key,
-                config=botocore.config.Config(
-                    connect_timeout=authority.connect_timeout_s,
-                    read_timeout=authority.read_timeout_s,
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                    s3={"addressing_style": "path" if authority.path_style else "auto"},
-                    max_pool_connections=16,
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                ),
-            )
+            client = new_s3_client(authority)
             _clients[cache_key] = client
         return client
+
+
+def new_s3_client(authority: StateAuthority) -> Any:
+    """A boto3 S3 client of its own (not shared), configured as :func:`s3_client`'s.
+
+    For callers that change a client's behaviour (event handlers) and must not
+    change it for every other user of the cached one.
+    """
+    return _session_for_clients().client(
+        "s3",
+        endpoint_url=authority.endpoint,
+        region_name=authority.region,
+        aws_access_key_id=authority.access_key_id,
+        aws_secret_access_key=authority.secret_access_key,
+        config=botocore.config.Config(
+            connect_timeout=authority.connect_timeout_s,
+            read_timeout=authority.read_timeout_s,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            s3={"addressing_style": "path" if authority.path_style else "auto"},
+            max_pool_connections=16,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
 
 
 def _session_for_clients() -> boto3.session.Session:
