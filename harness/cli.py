@@ -193,6 +193,12 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             f"ready_endpoints={facts['ready_endpoints']} zfs_nodes={facts['openebs_zfs_nodes']} "
             f"image_pinned_by_digest={facts['image_pinned_by_digest']}; {volumes}"
         )
+        if facts.get("restart_shares_volume"):
+            out.print(
+                "a restart runs the replacement beside the old pod on "
+                f"{', '.join(facts['restart_shares_volume'])} (ReadWriteOnce is per node; "
+                "ReadWriteOncePod or a StatefulSet would wait)"
+            )
     out.print(f"mode={mode}")
     out.print(why)
     return code

@@ -167,6 +167,12 @@ def live_facts(namespace: str, deployment: str) -> dict[str, Any]:
                         entry["pinned_nodes"] += list(expression.values or [])
         volumes.append(entry)
     facts["volumes"] = volumes
+    # ReadWriteOnce is per node: a Deployment's replacement pod starts on the same
+    # volume while the pod it replaces is still terminating (ReadWriteOncePod, or a
+    # StatefulSet, would wait); pod-delete measures it as volume_overlap
+    facts["restart_shares_volume"] = [
+        v["claim"] for v in volumes if set(v["access_modes"] or []) == {"ReadWriteOnce"}
+    ]
     try:
         zfs = client.CustomObjectsApi(api).list_cluster_custom_object(
             "zfs.openebs.io", "v1", "zfsnodes", _request_timeout=API_TIMEOUT

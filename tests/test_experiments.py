@@ -299,6 +299,7 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     assert status["node-maintenance"] == status["pod-restart"] == "unproven"
     assert gate["facts"]["replicas"] == 1 and gate["facts"]["interim_posture"] is True
     assert gate["facts"]["volumes"][0]["pinned_nodes"] == ["bumble"]
+    assert gate["facts"]["restart_shares_volume"] == ["attic-rustfs-openebs-data"]
     assert (
         gate["facts"]["image_pinned_by_digest"] is True and gate["facts"]["openebs_zfs_nodes"] == 1
     )
@@ -306,6 +307,9 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     interim = cli(["gate", "--expect-interim"], run_env)
     assert interim.returncode == 0, interim.stdout + interim.stderr
     assert "mode=interim_expected" in interim.stdout
+    assert "a restart runs the replacement beside the old pod on attic-rustfs-openebs-data" in (
+        " ".join(interim.stdout.split())
+    )
 
     stale = cli(["gate", "--json", "--max-age", "0"], run_env)
     assert {

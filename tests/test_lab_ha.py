@@ -91,6 +91,7 @@ def test_the_gate_reads_a_replicated_posture_and_refuses_the_interim_flag(
     assert report["facts"]["replicas"] == 3
     assert report["facts"]["ready_endpoints"] == 3
     assert report["facts"]["volumes"] == []  # the gateways are stateless
+    assert report["facts"]["restart_shares_volume"] == []
     assert report["facts"]["openebs_zfs_nodes"] == 3
     assert report["facts"]["interim_posture"] is False
 
