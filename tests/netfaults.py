@@ -126,18 +126,8 @@ def header_stripping_proxy(
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=2)
+    with _serving(Handler) as endpoint:
+        yield endpoint
 
 
 @contextmanager
@@ -161,18 +151,8 @@ def missing_key_server() -> Iterator[str]:
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _missing
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=2)
+    with _serving(Handler) as endpoint:
+        yield endpoint
 
 
 @contextmanager
@@ -225,3 +205,20 @@ def round_robin_proxy(upstreams: list[str]) -> Iterator[str]:
         for sock in sockets:
             sock.close()
         server.close()
+
+
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port; yields its http:// endpoint."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=2)
