@@ -82,26 +82,32 @@ def retry_until(
     doing: str,
     interval_s: float = 0.5,
 ) -> T:
-    """Run ``action`` until it returns without raising; return its result.
+    """:func:`wait_until` for an ``action`` that fails by raising; returns its result.
 
     Each failed attempt is logged with its number. At the deadline raises
     :class:`TimeoutError` naming ``doing``, the attempts made and the last error.
     ``action`` must bound its own time (client timeouts) and be safe to repeat.
     """
-    deadline = time.monotonic() + timeout_s
-    attempt = 0
-    while True:
-        attempt += 1
+    failed: list[Exception] = []
+    result: list[T] = []
+
+    def succeeded() -> bool:
         try:
-            return action()
+            result.append(action())
+            return True
         except Exception as error:  # every failure is retried until the deadline
-            logger.info("%s: attempt %d failed: %s", doing, attempt, error)
-            if time.monotonic() + interval_s >= deadline:
-                raise TimeoutError(
-                    f"gave up after {timeout_s:g}s and {attempt} attempts at {doing}; "
-                    f"last error: {error}"
-                ) from error
-        time.sleep(interval_s)
+            failed.append(error)
+            logger.info("%s: attempt %d failed: %s", doing, len(failed), error)
+            return False
+
+    try:
+        wait_until(succeeded, timeout_s, doing, interval_s=interval_s)
+    except TimeoutError:
+        raise TimeoutError(
+            f"gave up after {timeout_s:g}s and {len(failed)} attempts at {doing}; "
+            f"last error: {failed[-1]}"
+        ) from failed[-1]
+    return result[0]
 
 
 def port_free(host: str, port: int) -> bool:
