@@ -32,9 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
-import botocore.exceptions
 import yaml
 
 from harness.errors import ConfigError, HarnessError
@@ -62,7 +59,9 @@ from harness.processes import (
     wait_until,
 )
 from harness.seaweed import s3_identity_config
-from probes.s3client import CANARY_PREFIX
+from probes.failures import StateAuthorityError
+from probes.s3client import load_authority, s3_client
+from probes.state_authority import CHECKS
 
 TOPOLOGIES = REPO / "lab" / "topologies"
 STATE_NAMESPACE = "nix-cache"
@@ -512,20 +511,25 @@ class Lab:
         A replicated SeaweedFS answers ListBuckets before its masters have
         grown volumes on two racks, so the first write can hang for seconds
         on a busy machine: every step is retried (each attempt bounded by the
-        client's timeouts) until :data:`SEED_TIMEOUT_S`. The state key is
-        written only when a HEAD says it is absent, so a write that timed out
-        but landed is not written twice.
+        client's timeouts) until :data:`SEED_TIMEOUT_S`. Writes are proven by
+        the probes' own canary check; the state key is written only when the
+        probes' HEAD says it is absent, so a write that timed out but landed
+        is not written twice.
         """
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=creds["access_key"],
-            aws_secret_access_key=creds["secret_key"],
-            config=botocore.config.Config(
-                connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 1}
-            ),
-        )
+        authority = load_authority(
+            endpoint=endpoint,
+            bucket=STATE_BUCKET,
+            key=STATE_KEY,
+            region="us-east-1",
+            timeout_s=10.0,
+            secrets={
+                "aws_access_key_id": creds["access_key"],
+                "aws_secret_access_key": creds["secret_key"],
+            },
+            environ={},
+        ).with_overrides(read_timeout_s=5.0)
+        s3 = s3_client(authority)
+        check = {spec.name: spec.run for spec in CHECKS}
         started = time.monotonic()
 
         def left() -> float:
@@ -540,37 +544,24 @@ class Lab:
                 Bucket=STATE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
             )
 
-        def canary_round_trip() -> None:
-            key = f"{CANARY_PREFIX}lab-ready-{secrets.token_hex(4)}"
-            body = secrets.token_bytes(1024)
-            try:
-                s3.put_object(Bucket=STATE_BUCKET, Key=key, Body=body)
-                read = s3.get_object(Bucket=STATE_BUCKET, Key=key)["Body"].read()
-                if read != body:
-                    raise RuntimeError(f"canary {key} read back {len(read)} bytes that differ")
-            finally:
-                with contextlib.suppress(Exception):
-                    s3.delete_object(Bucket=STATE_BUCKET, Key=key)
-
-        def state_key_present() -> bool:
-            try:
-                s3.head_object(Bucket=STATE_BUCKET, Key=STATE_KEY)
-                return True
-            except botocore.exceptions.ClientError as error:
-                if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                    return False
-                raise
-
         def seeded() -> bool:
-            if state_key_present():
+            try:
+                check["state-key-head"](authority)
                 return False
+            except StateAuthorityError as exc:
+                if exc.error_class != "no-such-key":
+                    raise
             s3.put_object(Bucket=STATE_BUCKET, Key=STATE_KEY, Body=SEED_STATE)
             return True
 
         try:
             retry_until(buckets_ready, left(), f"creating the lab's buckets at {endpoint}")
             progress(f"S3 answers at {endpoint} after {time.monotonic() - started:.1f}s")
-            retry_until(canary_round_trip, left(), f"a canary write and read at {endpoint}")
+            retry_until(
+                lambda: check["canary-write-read-delete"](authority),
+                left(),
+                f"a canary write and read at {endpoint}",
+            )
             progress(f"S3 accepts writes after {time.monotonic() - started:.1f}s")
             if retry_until(seeded, left(), f"seeding s3://{STATE_BUCKET}/{STATE_KEY}"):
                 progress(f"seeded s3://{STATE_BUCKET}/{STATE_KEY}")
