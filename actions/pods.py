@@ -82,7 +82,6 @@ def delete_state_authority_pods(
     ]
     if dry_run:
         return {"namespace": namespace, "deleted": deleted, "volume_overlap": [], "dry_run": True}
-    overlap = _VolumeOverlap(core, namespace, chosen)
     for pod in chosen:
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
         if grace_period_s >= 0:
@@ -97,8 +96,10 @@ def delete_state_authority_pods(
                     f"deleting {namespace}/{pod.metadata.name} failed: {exc.status} {exc.reason}"
                 ) from exc
         logger.info("deleted pod %s/%s on %s", namespace, pod.metadata.name, pod.spec.node_name)
+    found: list[Dict[str, Any]] = []  # noqa: UP006
     if wait_gone_s > 0:
         started = time.time()
+        overlap = _VolumeOverlap(core, namespace, chosen)
         gone = wait_pods_gone(
             core,
             [d["uid"] for d in deleted],
@@ -115,7 +116,7 @@ def delete_state_authority_pods(
             raise ActivityFailed(
                 f"deleted pod(s) {', '.join(left)} still present after {wait_gone_s:g}s (hint: is the node agent/kubelet alive?)"
             )
-        found = overlap.overlaps(gone)
+        found = overlap.overlaps(gone)  # every deleted pod is gone by now
         for finding in found:
             logger.warning(
                 "replacement %s ran on claim %s for %.1f s while the deleted pod %s still held it",
@@ -124,8 +125,6 @@ def delete_state_authority_pods(
                 finding["overlap_s"],
                 finding["deleted_pod"],
             )
-    else:
-        found = []
     return {"namespace": namespace, "deleted": deleted, "volume_overlap": found, "dry_run": False}
 
 
@@ -165,21 +164,19 @@ class _VolumeOverlap:
             self._first_running[uid] = (pod.metadata.name, shared, time.time())
 
     def overlaps(self, gone: Dict[str, float]) -> list[Dict[str, Any]]:  # noqa: UP006
-        found = []
-        for uid, (name, claims) in self._deleted.items():
-            ended = gone.get(uid, time.time())
-            for replacement, shared, since in self._first_running.values():
-                for claim in sorted(claims & shared):
-                    if since < ended:
-                        found.append(
-                            {
-                                "claim": claim,
-                                "deleted_pod": name,
-                                "replacement_pod": replacement,
-                                "overlap_s": round(ended - since, 3),
-                            }
-                        )
-        return found
+        """Each (deleted pod, replacement, shared claim) where the replacement ran first."""
+        return [
+            {
+                "claim": claim,
+                "deleted_pod": name,
+                "replacement_pod": replacement,
+                "overlap_s": round(gone[uid] - since, 3),
+            }
+            for uid, (name, claims) in self._deleted.items()
+            for replacement, shared, since in self._first_running.values()
+            if since < gone[uid]
+            for claim in sorted(claims & shared)
+        ]
 
 
 def _single_writer(core: client.CoreV1Api, namespace: str, claim: str) -> bool:
