@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -18,33 +19,8 @@ from botocore.credentials import Credentials
 @contextmanager
 def silent_listener() -> Iterator[str]:
     """An endpoint that accepts TCP connections and never answers."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        for conn in held:
-            conn.close()
-        server.close()
+    with _tcp_listener(lambda conn: [conn]) as endpoint:
+        yield endpoint
 
 
 def closed_port_endpoint() -> str:
@@ -160,11 +136,7 @@ def round_robin_proxy(upstreams: list[str]) -> Iterator[str]:
     """A TCP forwarder that sends each new connection to the next upstream in turn,
     as a Service in front of several backends does."""
     targets = [urlsplit(u) for u in upstreams]
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    stop = threading.Event()
-    sockets: list[socket.socket] = []
+    turn = itertools.count()
 
     def pump(source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -177,23 +149,40 @@ def round_robin_proxy(upstreams: list[str]) -> Iterator[str]:
                 with suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
 
+    def forward(client: socket.socket) -> list[socket.socket]:
+        target = targets[next(turn) % len(targets)]
+        upstream = socket.create_connection((target.hostname, target.port), timeout=2)
+        upstream.settimeout(None)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+        return [client, upstream]
+
+    with _tcp_listener(forward) as endpoint:
+        yield endpoint
+
+
+@contextmanager
+def _tcp_listener(
+    on_accept: Callable[[socket.socket], list[socket.socket]],
+) -> Iterator[str]:
+    """Accept TCP connections on a free loopback port and hand each to ``on_accept``,
+    which returns the sockets to close at the end; yields the http:// endpoint."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
     def accept() -> None:
         server.settimeout(0.1)
-        turn = 0
         while not stop.is_set():
             try:
-                client, _ = server.accept()
+                conn, _ = server.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
-            target = targets[turn % len(targets)]
-            turn += 1
-            upstream = socket.create_connection((target.hostname, target.port), timeout=2)
-            upstream.settimeout(None)
-            sockets.extend((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+            held.extend(on_accept(conn))
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -202,8 +191,8 @@ def round_robin_proxy(upstreams: list[str]) -> Iterator[str]:
     finally:
         stop.set()
         thread.join(timeout=2)
-        for sock in sockets:
-            sock.close()
+        for conn in held:
+            conn.close()
         server.close()
 
 
