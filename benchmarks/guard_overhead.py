@@ -28,7 +28,7 @@ from pathlib import Path
 import boto3
 import botocore.config
 
-from harness.seaweed import SeaweedS3
+from harness.lab.seaweed import SeaweedS3
 from probes import state_authority as sa
 from probes.s3client import load_authority
 

@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.evidence import record_files
 from harness.lab.cluster import scratch_lab
+from harness.record.evidence import record_files
 
 REPO = Path(__file__).resolve().parent.parent
 CHAOS = Path(sys.executable).parent / "chaos"

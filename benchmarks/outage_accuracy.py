@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from harness.controls.prober import Prober, Sample, outage_windows
 from harness.lab.cluster import scratch_lab
-from harness.prober import Prober, Sample, outage_windows
 from probes.failures import StateAuthorityError
 from probes.s3client import load_authority
 from probes.state_authority import _check_state_key, state_authority_serving_within

@@ -28,7 +28,7 @@ from kubernetes import client
 from actions.cluster import api_client, read_intents
 from harness.controls import safety
 from harness.errors import ConfigError
-from harness.evidence import evidence_dir
+from harness.record.evidence import evidence_dir
 from harness.recover import recover
 
 

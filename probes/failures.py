@@ -8,13 +8,12 @@ journals, evidence and operators can group failures without parsing prose.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Literal, get_args
+from typing import Final, Literal, get_args
 
 import botocore.exceptions
 from chaoslib.exceptions import ActivityFailed
 
-if TYPE_CHECKING:
-    from probes.s3client import StateAuthority
+from probes.authority import StateAuthority
 
 __all__: list[str] = []  # helpers, not activities
 

@@ -13,7 +13,7 @@ import boto3
 import botocore.config
 import pytest
 
-from harness.seaweed import SeaweedS3
+from harness.lab.seaweed import SeaweedS3
 
 STATE_KEY = "env/test/terraform.tfstate"
 STATE_BODY = b'{"version": 4, "terraform_version": "1.12.2", "serial": 7, "lineage": "test", "outputs": {}, "resources": []}\n'

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from harness.cli import main
-from harness.evidence import new_record, record_files, verify, write_record
+from harness.record.evidence import new_record, record_files, verify, write_record
 
 SECRET = "s3cr3t-VALUE-never-written-7f3a"
 

@@ -18,9 +18,9 @@ from labkit import BIN, REPO, cli, disruption_budget, fresh_run_env, running_lab
 
 from actions.cluster import INTENT_ANNOTATION
 from actions.nodes import drain_node
-from harness.evidence import record_files
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
+from harness.record.evidence import record_files
 from probes.state_authority import state_authority_serving_within
 
 pytestmark = pytest.mark.lab
@@ -333,7 +333,7 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
 def test_with_every_requirement_proven_the_gate_is_green_and_the_interim_flag_is_stale(
     run_env: dict[str, str],
 ) -> None:
-    from harness.evidence import new_record, write_record
+    from harness.record.evidence import new_record, write_record
 
     directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
     for kind, fault in (

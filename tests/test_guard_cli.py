@@ -14,7 +14,7 @@ from conftest import REPO, STATE_KEY, subprocess_env
 from netfaults import closed_port_endpoint
 
 from harness.cli import main
-from harness.seaweed import SeaweedS3
+from harness.lab.seaweed import SeaweedS3
 from probes.s3client import CANARY_PREFIX
 
 pytestmark = pytest.mark.s3

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from kubernetes import client
 
-from harness.lab.nodeagent import _service_links, _under_tmp
+from harness.lab.nodeagent.links import service_links as _service_links
+from harness.lab.nodeagent.runtime import _under_tmp
 
 
 def test_paths_under_tmp_are_carried_once_by_their_first_component() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.evidence import decide
-from harness.prober import Sample, outage_windows, summarize
+from harness.controls.prober import Sample, outage_windows, summarize
+from harness.record.evidence import decide
 
 
 def _heads(

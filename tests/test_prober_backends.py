@@ -8,8 +8,8 @@ import time
 
 from netfaults import missing_key_server, round_robin_proxy
 
-from harness.prober import Prober, summarize
-from harness.seaweed import SeaweedS3
+from harness.controls.prober import Prober, summarize
+from harness.lab.seaweed import SeaweedS3
 from probes.s3client import load_authority
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.evidence import new_record, write_record
+from harness.record.evidence import new_record, write_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

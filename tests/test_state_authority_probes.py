@@ -11,7 +11,7 @@ from chaoslib.exceptions import ActivityFailed
 from conftest import STATE_KEY
 from netfaults import closed_port_endpoint, header_stripping_proxy, silent_listener
 
-from harness.seaweed import SeaweedS3
+from harness.lab.seaweed import SeaweedS3
 from probes import state_authority as sa
 from probes.s3client import CANARY_PREFIX
 

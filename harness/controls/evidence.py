@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from harness.controls import current_run
-from harness.evidence import decide, new_record, write_record
+from harness.record.evidence import decide, new_record, write_record
 from probes.failures import StateAuthorityError
 from probes.s3client import ConfigurationError, load_authority
 from probes.state_authority import state_key_readable

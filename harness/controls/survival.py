@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from harness.controls import current_run
-from harness.prober import Prober, outage_windows, summarize
+from harness.controls.prober import Prober, outage_windows, summarize
 from probes.s3client import load_authority
 
 logger = logging.getLogger("flywheel_chaos.controls.survival")

@@ -49,6 +49,7 @@ from harness.lab.paths import (
     service_address,
 )
 from harness.lab.pki import ensure_pki, write_kubeconfig
+from harness.lab.seaweed import s3_identity_config
 from harness.processes import (
     ManagedProcess,
     StartError,
@@ -58,7 +59,6 @@ from harness.processes import (
     stop_pid_group,
     wait_until,
 )
-from harness.seaweed import s3_identity_config
 from probes.failures import StateAuthorityError
 from probes.s3client import load_authority, s3_client
 from probes.state_authority import CHECKS

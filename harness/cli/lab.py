@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from harness.cli.output import err, out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -19,7 +20,6 @@ def _lab(args: argparse.Namespace) -> Any:
 
 
 def _progress(args: argparse.Namespace) -> Any:
-    from harness.cli import err
 
     started = time.monotonic()
 
@@ -33,10 +33,8 @@ def _progress(args: argparse.Namespace) -> Any:
 def _print_status(args: argparse.Namespace, status: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from harness.cli import _print_json, out
-
     if args.json:
-        _print_json(status)
+        print_json(status)
         return
     out.print(
         f"lab {status['lab_dir']}: {'[green]up[/]' if status['up'] else '[red]down[/]'}"
@@ -68,7 +66,6 @@ def _print_status(args: argparse.Namespace, status: dict[str, Any]) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from harness.cli import _print_json, out
     from harness.lab.build import build
     from harness.lab.paths import bin_dir
 
@@ -76,7 +73,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     timings = build(progress=_progress(args))
     total = time.monotonic() - started
     if args.json:
-        _print_json({"bin_dir": str(bin_dir()), "timings_s": timings, "total_s": round(total, 1)})
+        print_json({"bin_dir": str(bin_dir()), "timings_s": timings, "total_s": round(total, 1)})
     else:
         out.print(f"lab binaries in {bin_dir()} ({total:.0f}s)")
     return EXIT_OK
@@ -87,8 +84,6 @@ def _cmd_up(args: argparse.Namespace) -> int:
     status = lab.up(_progress(args))
     _print_status(args, status)
     if not args.json:
-        from harness.cli import out
-
         out.print(
             f"next: source {status['endpoints']['env']} && chaos run experiments/state-authority-smoke.yaml"
         )
@@ -110,12 +105,11 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_node(args: argparse.Namespace) -> int:
-    from harness.cli import _print_json, out
 
     lab = _lab(args)
     pids = lab.node_stop(args.node) if args.action == "stop" else lab.node_start(args.node)
     if args.json:
-        _print_json({"node": args.node, "action": args.action, "pids": pids})
+        print_json({"node": args.node, "action": args.action, "pids": pids})
     else:
         verb = "silenced (heartbeats and pods frozen)" if args.action == "stop" else "resumed"
         out.print(f"node {args.node} {verb}: {len(pids)} process group(s)")

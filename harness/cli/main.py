@@ -9,34 +9,17 @@ configuration or environment error (one line naming the cause, then a hint).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
 
-from rich.console import Console
 from rich.table import Table
 
+from harness.cli import evidence as evidence_commands
+from harness.cli import lab as lab_commands
+from harness.cli.output import Parser, err, out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, HarnessError
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in the same one-line-plus-hint form."""
-
-    def error(self, message: str) -> NoReturn:
-        err.print(f"[bold red]error:[/] {message}")
-        err.print(f"[dim]hint:[/] run '{self.prog} --help' for usage")
-        raise SystemExit(EXIT_USAGE)
-
-
-def _print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
-
 
 # ------------------------------------------------------------------ guard ---
 
@@ -54,7 +37,7 @@ def _cmd_guard(args: argparse.Namespace) -> int:
     )
     report = run_guard(authority)
     if args.record:
-        from harness.evidence import new_record, write_record
+        from harness.record.evidence import new_record, write_record
 
         path = write_record(
             new_record(
@@ -72,7 +55,7 @@ def _cmd_guard(args: argparse.Namespace) -> int:
         )
         err.print(f"[dim]recorded {path}[/]")
     if args.json:
-        _print_json(report.as_json())
+        print_json(report.as_json())
     else:
         table = Table(
             title=f"state authority {authority.endpoint}  s3://{authority.bucket}/{authority.key}",
@@ -114,8 +97,8 @@ def _cmd_guard(args: argparse.Namespace) -> int:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from harness.gate import evaluate
     from harness.guard import resolve_authority
+    from harness.record.gate import evaluate
 
     report = evaluate(resolve_authority(), max_age_days=args.max_age)
     if args.expect_interim:
@@ -151,7 +134,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         code = EXIT_OK if report.proven else EXIT_FAILED
         why = "every requirement is proven" if report.proven else "unproven requirements remain"
     if args.json:
-        _print_json(
+        print_json(
             {
                 "mode": mode,
                 "ok": code == EXIT_OK,
@@ -215,7 +198,7 @@ def _cmd_gameday(args: argparse.Namespace) -> int:
         progress=lambda m: None if args.json else err.print(f"[dim]gameday[/] {m}"),
     )
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         table = Table(
             title=f"game day {summary['suite']} ({summary['seconds']:.0f} s)", title_justify="left"
@@ -244,7 +227,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 
     done = recover()
     if args.json:
-        _print_json({"undone": done})
+        print_json({"undone": done})
     elif done:
         for line in done:
             out.print(f"recovered {line}")
@@ -257,8 +240,8 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    def flags(default: object) -> _Parser:
-        shared = _Parser(add_help=False)
+    def flags(default: object) -> Parser:
+        shared = Parser(add_help=False)
         shared.add_argument(
             "--json", action="store_true", default=default, help="machine-readable output on stdout"
         )
@@ -273,12 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     # the flags work before or after the command: below the top level they
     # default to SUPPRESS, so they never reset what was given before
     common = flags(argparse.SUPPRESS)
-    parser = _Parser(
+    parser = Parser(
         prog="flywheel-chaos",
         description="Prove that an S3 OpenTofu state authority survives the faults the HA gate names.",
         parents=[flags(False)],
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     guard = sub.add_parser(
         "guard",
@@ -347,11 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recover.set_defaults(handler=_cmd_recover)
 
-    from harness import cli_evidence, cli_lab
-
-    cli_evidence.register(sub, common)
-    cli_evidence.register_report(sub, common)
-    cli_lab.register(sub, common)
+    evidence_commands.register(sub, common)
+    evidence_commands.register_report(sub, common)
+    lab_commands.register(sub, common)
     return parser
 
 

@@ -7,18 +7,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.cli.output import out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError
 
 
 def _directory(args: argparse.Namespace) -> Path:
-    from harness.evidence import evidence_dir  # jsonschema: kept off every command's start-up
+    from harness.record.evidence import (
+        evidence_dir,  # jsonschema: kept off every command's start-up
+    )
 
     return Path(args.dir) if args.dir else evidence_dir()
 
 
 def _records(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
     found = []
-    from harness.evidence import record_files
+    from harness.record.evidence import record_files
 
     for path in record_files(directory):
         try:
@@ -31,12 +34,10 @@ def _records(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
 def _cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from harness.cli import _print_json, out
-
     directory = _directory(args)
     records = _records(directory)
     if args.json:
-        _print_json(
+        print_json(
             [
                 {"file": p.name, **{k: r.get(k) for k in ("id", "fault", "verdict", "recorded_at")}}
                 for p, r in records
@@ -85,11 +86,10 @@ def _find(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 
 
 def _cmd_show(args: argparse.Namespace, found: tuple[Path, dict[str, Any]] | None = None) -> int:
-    from harness.cli import _print_json, out
 
     path, record = found or _find(args)
     if args.json:
-        _print_json(record)
+        print_json(record)
         return EXIT_OK
     prober = record.get("prober") or {}
     out.print(f"[bold]{record.get('experiment')}[/]  ({path.name})")
@@ -120,14 +120,13 @@ def _cmd_show(args: argparse.Namespace, found: tuple[Path, dict[str, Any]] | Non
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from harness.cli import _print_json, out
-    from harness.evidence import verify
+    from harness.record.evidence import verify
 
     directory = _directory(args)
     results = verify(directory)
     bad = [r for r in results if not r.ok]
     if args.json:
-        _print_json(
+        print_json(
             {
                 "ok": not bad,
                 "records": len(results),
@@ -144,8 +143,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.cli import out
-    from harness.report import render_html
+    from harness.record.report import render_html
 
     found = _find(args)
     code = _cmd_show(args, found)

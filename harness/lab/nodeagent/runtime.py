@@ -1,0 +1,209 @@
+"""The pod runtime: containers as local processes bound to the pod IP's loopback twin.
+
+A container whose command is a program the lab knows (``weed``, the lab's own
+``etcd`` and ``rustfs`` builds) runs as a real process in its own process group,
+as root in a private mount namespace with its own ``/tmp``; other containers
+are simulated as Running. Stopping is a kubelet's: SIGTERM, the grace period,
+SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.lab.nodeagent.kube import now, ts
+from harness.lab.paths import bin_dir, loopback_twin
+from harness.lab.seaweed import weed_binary
+
+logger = logging.getLogger("flywheel_chaos.nodeagent")
+
+
+def program_for(name: str) -> str | None:
+    if name == "weed" or name.endswith("/weed"):
+        return weed_binary()
+    if name == "etcd" or name.endswith("/etcd"):
+        built = bin_dir() / "etcd"
+        return str(built) if built.exists() else None
+    return None
+
+
+def _under_tmp(paths: list[Path]) -> list[str]:
+    """The first path component below /tmp of each path that lives there, once each."""
+    tops: list[str] = []
+    for path in paths:
+        if Path("/tmp") in path.parents:
+            top = path.relative_to("/tmp").parts[0]
+            if top not in tops:
+                tops.append(top)
+    return tops
+
+
+def unshare_works() -> bool:
+    unshare = shutil.which("unshare")
+    if not unshare or os.geteuid() != 0:
+        return False
+    try:
+        return (
+            subprocess.run(
+                [unshare, "--mount", "--propagation", "private", "true"],
+                capture_output=True,
+                timeout=5,
+                check=False,
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass
+class Container:
+    """One container of a pod: a local process or a simulated one."""
+
+    name: str
+    image: str
+    argv: list[str] | None  # None: simulated
+    env: dict[str, str]
+    log_path: Path
+    pid_path: Path
+    restart_policy: str
+    process: subprocess.Popen[bytes] | None = None
+    started_at: dt.datetime | None = None
+    restart_count: int = 0
+    last_exit: dict[str, Any] | None = None
+    next_start: float = 0.0
+    backoff_s: float = 0.0
+    ready: bool = False
+    probe_successes: int = 0
+    probe_failures: int = 0
+    waiting_reason: str = "ContainerCreating"
+
+    def running(self) -> bool:
+        if self.argv is None:
+            return self.started_at is not None
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class PodRunner:
+    """Everything the agent does for one pod."""
+
+    uid: str
+    namespace: str
+    name: str
+    pod_ip: str  # what the API shows (10.244.N.X)
+    directory: Path
+    containers: list[Container] = field(default_factory=list)
+    readiness: dict[str, Any] | None = None
+    readiness_container: str = ""
+    stopping: bool = False
+    stopped: threading.Event = field(default_factory=threading.Event)
+    started_at: dt.datetime = field(default_factory=now)
+    last_status: dict[str, Any] | None = None
+    last_probe: float = 0.0
+    prepared: bool = False
+
+    @property
+    def bind_ip(self) -> str:
+        """Where the pod's processes listen: the loopback twin of its IP."""
+        return loopback_twin(self.pod_ip)
+
+
+def start_container(runner: PodRunner, container: Container, isolate: bool, lab_root: Path) -> None:
+    """Start ``container`` as a local process in its own process group (a private /tmp with ``isolate``)."""
+    if container.argv is None:
+        container.started_at = now()
+        container.waiting_reason = ""
+        return
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(runner.directory),
+        "TMPDIR": "/tmp" if isolate else str(runner.directory / "tmp"),
+        "HOSTNAME": runner.name,
+        **container.env,
+    }
+    argv = list(container.argv)
+    tmp = runner.directory / "tmp"
+    if isolate:
+        # a container starts with a fresh filesystem: its /tmp too
+        if any(os.path.ismount(p) for p in tmp.rglob("*") if p.is_dir()):
+            raise OSError(f"refusing to clear {tmp}: something is mounted under it")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True, exist_ok=True)
+        script = 'mount --rbind "$0" /tmp && exec "$@"'
+        # a lab or a program living under /tmp (a clone in /tmp, its venv)
+        # is bound back into the private /tmp at its own path
+        for top in _under_tmp([lab_root, Path(argv[0]).resolve()]):
+            (tmp / top).mkdir(parents=True, exist_ok=True)
+            script = f'mount --bind "/tmp/{top}" "$0/{top}" && ' + script
+        argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+            str(tmp),
+            *argv,
+        ]
+    with container.log_path.open("ab") as log:
+        log.write(f"--- start {ts()} restart {container.restart_count}\n".encode())
+        log.flush()
+        container.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=runner.directory,
+            env=env,
+            start_new_session=True,
+        )
+    container.pid_path.write_text(str(container.process.pid))
+    container.started_at = now()
+    container.waiting_reason = ""
+    container.ready = False
+    container.probe_successes = container.probe_failures = 0
+    logger.info(
+        "started %s/%s container %s (pid %d)",
+        runner.namespace,
+        runner.name,
+        container.name,
+        container.process.pid,
+    )
+
+
+def stop_containers(runner: PodRunner, grace_s: float) -> None:
+    """SIGTERM every live container's group, wait the grace period, then SIGKILL."""
+    live = [c for c in runner.containers if c.process is not None and c.process.poll() is None]
+    for container in live:
+        assert container.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(container.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for container in live:
+        assert container.process is not None
+        try:
+            container.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(container.process.pid, signal.SIGKILL)
+            container.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(container.process.pid, signal.SIGKILL)
+    for container in runner.containers:
+        with contextlib.suppress(OSError):
+            container.pid_path.unlink()
+    logger.info("stopped pod %s/%s", runner.namespace, runner.name)
