@@ -1,10 +1,13 @@
 """Small helpers shared by the actions: the Kubernetes client, safety checks and rollback intent.
 
-Every mutating action: checks the node and namespace allowlists, refuses when
-fewer than ``min_ready_nodes`` other nodes would stay Ready, writes its
-rollback intent (what it changes and how to undo it) to a local file and as an
-annotation on the object *before* it changes anything, and supports a dry
-run. ``flywheel-chaos recover`` undoes whatever intent is left.
+Every mutating action: refuses unless this run holds the cluster lease (read
+from the API, not assumed: :func:`require_lease`), checks the node and
+namespace allowlists, refuses when fewer than ``min_ready_nodes`` other nodes
+would stay Ready, writes its rollback intent (what it changes, how to undo it,
+and the run it belongs to) to a local file and as an annotation on the object
+*before* it changes anything, refuses when another run's intent is on that
+object, and supports a dry run. A run undoes and forgets only its own intents;
+``flywheel-chaos recover`` undoes whatever intent is left.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ __all__: list[str] = []  # helpers, not activities
 
 INTENT_ANNOTATION = "flywheel-chaos.io/rollback-intent"
 API_TIMEOUT = (3.0, 10.0)
+
+LEASE_NAME = "flywheel-chaos-experiment"
+"""The one-experiment-at-a-time ``coordination.k8s.io`` Lease."""
+LEASE_NAMESPACE_ENV = "FLYWHEEL_LEASE_NAMESPACE"
+"""Namespace of the lease (default ``kube-system``), set by the safety control."""
+LEASE_HOLDER_ENV = "FLYWHEEL_LEASE_HOLDER"
+"""Holder identity of the lease this run relies on (its own, or its game day's)."""
+RUN_ENV = "FLYWHEEL_RUN_ID"
+REFUSED_ENV = "FLYWHEEL_RUN_REFUSED"
 
 
 class SafetyRefusal(ActivityFailed):  # type: ignore[misc]
@@ -81,18 +93,74 @@ def namespace_allowlist(configuration: Mapping[str, Any] | None) -> list[str]:
 
 
 def refused_run() -> str | None:
-    """Why this run may not mutate (set by the safety control when the cluster lease is held elsewhere)."""
-    return os.environ.get("FLYWHEEL_RUN_REFUSED") or None
+    """Why this run may not mutate (set by the safety control: lease held elsewhere, or lost)."""
+    return os.environ.get(REFUSED_ENV) or None
 
 
-def check_run_may_mutate() -> None:
+def run_id() -> str | None:
+    """The id of the run this process belongs to (set by the safety control)."""
+    return os.environ.get(RUN_ENV) or None
+
+
+def lease_namespace() -> str:
+    return os.environ.get(LEASE_NAMESPACE_ENV) or "kube-system"
+
+
+def lease_expired(spec: Any, now: dt.datetime) -> bool:
+    """Whether a Lease spec has no holder or was not renewed within its duration."""
+    if not spec or not spec.holder_identity:
+        return True
+    renewed = spec.renew_time or spec.acquire_time
+    if renewed is None:
+        return True
+    return bool((now - renewed).total_seconds() > (spec.lease_duration_seconds or 0))
+
+
+def require_lease(configuration: Mapping[str, Any] | None) -> str:
+    """Refuse unless this run holds the live cluster lease; returns the run id.
+
+    Checked against the API every time, not assumed: the lease must exist,
+    name this run's holder identity and be unexpired. Any failure to read it
+    (a 403, an unreachable API) refuses too: fail closed.
+    """
     reason = refused_run()
     if reason:
         raise SafetyRefusal(f"refused: {reason}")
+    run, holder = run_id(), os.environ.get(LEASE_HOLDER_ENV)
+    if not run or not holder:
+        raise SafetyRefusal(
+            "refused: this run holds no cluster lease (hint: run the experiment with chaos run "
+            "and its harness.controls.safety control, which takes the lease first)"
+        )
+    namespace = lease_namespace()
+    try:
+        lease = client.CoordinationV1Api(api_client(configuration)).read_namespaced_lease(
+            LEASE_NAME, namespace, _request_timeout=API_TIMEOUT
+        )
+    except ApiException as exc:
+        raise SafetyRefusal(
+            f"refused: cannot read the cluster lease {namespace}/{LEASE_NAME}: {exc.status} "
+            f"{exc.reason} (hint: the identity needs get on that Lease; see deploy/rbac.yaml)"
+        ) from exc
+    except Exception as exc:  # unreachable API, TLS, timeouts: fail closed
+        raise SafetyRefusal(
+            f"refused: cannot read the cluster lease {namespace}/{LEASE_NAME}: {exc}"
+        ) from exc
+    current = lease.spec.holder_identity if lease.spec else None
+    if current != holder:
+        raise SafetyRefusal(
+            f"refused: the cluster lease {namespace}/{LEASE_NAME} is held by {current or 'nobody'}, "
+            f"not by this run ({holder})"
+        )
+    if lease_expired(lease.spec, dt.datetime.now(dt.UTC)):
+        raise SafetyRefusal(
+            f"refused: this run's cluster lease {namespace}/{LEASE_NAME} has expired "
+            "(not renewed in time)"
+        )
+    return run
 
 
 def check_node_allowed(node: str, configuration: Mapping[str, Any] | None) -> None:
-    check_run_may_mutate()
     allowed = node_allowlist(configuration)
     if node not in allowed:
         raise SafetyRefusal(
@@ -102,7 +170,6 @@ def check_node_allowed(node: str, configuration: Mapping[str, Any] | None) -> No
 
 
 def check_namespace_allowed(namespace: str, configuration: Mapping[str, Any] | None) -> None:
-    check_run_may_mutate()
     allowed = namespace_allowlist(configuration)
     if namespace not in allowed:
         raise SafetyRefusal(
@@ -157,10 +224,61 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
+INTENT_UPDATE_ATTEMPTS = 5
+"""Attempts of a conditional annotation update that lost a race (409) before giving up."""
+
+
+def _update_intents(
+    core: client.CoreV1Api,
+    node: str,
+    change: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None],
+) -> None:
+    """Apply ``change`` to the node's intent annotation as a conditional update.
+
+    ``change`` gets the current intents and returns the new list (None: no
+    change). The patch carries the node's resourceVersion, so a concurrent
+    writer is never overwritten: on 409 the node is read again and ``change``
+    applied anew, up to :data:`INTENT_UPDATE_ATTEMPTS` attempts, each logged.
+    """
+    for attempt in range(1, INTENT_UPDATE_ATTEMPTS + 1):
+        node_obj = core.read_node(node, _request_timeout=API_TIMEOUT)
+        wanted = change(_annotation_intents(node_obj))
+        if wanted is None:
+            return
+        value: str | None = json.dumps(wanted) if wanted else None
+        try:
+            core.patch_node(
+                node,
+                {
+                    "metadata": {
+                        "annotations": {INTENT_ANNOTATION: value},
+                        "resourceVersion": node_obj.metadata.resource_version,
+                    }
+                },
+                _request_timeout=API_TIMEOUT,
+            )
+            return
+        except ApiException as exc:
+            if exc.status != 409 or attempt == INTENT_UPDATE_ATTEMPTS:
+                raise
+            logging.getLogger("flywheel_chaos.actions").info(
+                "intent annotation on %s: attempt %d/%d lost a race (409); reading again",
+                node,
+                attempt,
+                INTENT_UPDATE_ATTEMPTS,
+            )
+
+
 def write_intent(
     core: client.CoreV1Api, kind: str, node: str, undo: dict[str, Any]
 ) -> dict[str, Any]:
-    """Record, before mutating ``node``, what will change and how to undo it."""
+    """Record, before mutating ``node``, what will change, how to undo it and whose change it is.
+
+    Refuses (:class:`SafetyRefusal`) when another run's intent is on the node:
+    its change is not undone yet, and this run would take the state it left
+    for the original one.
+    """
+    owner = run_id()
     intent = {
         "id": uuid.uuid4().hex[:12],
         "kind": kind,
@@ -168,20 +286,29 @@ def write_intent(
         "undo": undo,
         "created": _now(),
         "by": f"{socket.gethostname()}/{os.getpid()}",
-        "run_id": os.environ.get("FLYWHEEL_RUN_ID"),
+        "run_id": owner,
     }
+
+    def add(existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        foreign = [i for i in existing if i.get("run_id") != owner]
+        if foreign:
+            first = foreign[0]
+            raise SafetyRefusal(
+                f"refused: node {node} carries an undone {first.get('kind')} of run "
+                f"{first.get('run_id')} ({first.get('by')}, {first.get('created')}) "
+                "(hint: wait for that run; if it died, run flywheel-chaos recover)"
+            )
+        return [*existing, intent]
+
     path = intent_dir() / f"{intent['id']}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(intent, indent=2))
     tmp.replace(path)
-    node_obj = core.read_node(node, _request_timeout=API_TIMEOUT)
-    existing = _annotation_intents(node_obj)
-    existing.append(intent)
-    core.patch_node(
-        node,
-        {"metadata": {"annotations": {INTENT_ANNOTATION: json.dumps(existing)}}},
-        _request_timeout=API_TIMEOUT,
-    )
+    try:
+        _update_intents(core, node, add)
+    except BaseException:
+        path.unlink(missing_ok=True)  # nothing was changed: nothing to undo
+        raise
     return intent
 
 
@@ -204,40 +331,43 @@ def read_intents() -> list[dict[str, Any]]:
     return intents
 
 
-def node_intents(core: client.CoreV1Api, node: str) -> list[dict[str, Any]]:
-    """Intents recorded on ``node``; inside a run, only that run's own."""
+def node_intents(core: client.CoreV1Api, node: str, owner: str | None) -> list[dict[str, Any]]:
+    """Intents of run ``owner`` recorded on ``node`` (oldest first)."""
     intents = _annotation_intents(core.read_node(node, _request_timeout=API_TIMEOUT))
-    run_id = os.environ.get("FLYWHEEL_RUN_ID")
-    if run_id:
-        intents = [i for i in intents if i.get("run_id") in (run_id, None)]
-    return intents
+    return [i for i in intents if i.get("run_id") == owner]
 
 
-def forget_intent_files(node: str, kind: str) -> None:
-    """Remove the local intent files of ``kind`` on ``node``."""
+def forget_intent_files(node: str, kind: str, owner: str | None) -> None:
+    """Remove the local intent files of run ``owner`` for ``kind`` on ``node``."""
     for path in intent_dir().glob("*.json"):
         with contextlib.suppress(OSError, ValueError):
             intent = json.loads(path.read_text())
-            if intent.get("node") == node and intent.get("kind") == kind:
+            if (
+                intent.get("node") == node
+                and intent.get("kind") == kind
+                and intent.get("run_id") == owner
+            ):
                 path.unlink()
 
 
-def clear_intents(core: client.CoreV1Api, node: str, kind: str) -> None:
-    """Forget the intents of ``kind`` on ``node`` (file and annotation): the change is undone."""
-    forget_intent_files(node, kind)
+def clear_intents(core: client.CoreV1Api, node: str, kind: str, owner: str | None) -> None:
+    """Forget run ``owner``'s intents of ``kind`` on ``node`` (files and annotation): undone.
+
+    Other runs' intents stay, for their own rollback or ``recover``.
+    """
+    forget_intent_files(node, kind, owner)
+
+    def drop(current: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        remaining = [
+            i for i in current if not (i.get("kind") == kind and i.get("run_id") == owner)
+        ]
+        return None if len(remaining) == len(current) else remaining
+
     try:
-        node_obj = core.read_node(node, _request_timeout=API_TIMEOUT)
+        _update_intents(core, node, drop)
     except ApiException as exc:
-        if exc.status == 404:
-            return
-        raise
-    remaining = [i for i in _annotation_intents(node_obj) if i.get("kind") != kind]
-    value: str | None = json.dumps(remaining) if remaining else None
-    core.patch_node(
-        node,
-        {"metadata": {"annotations": {INTENT_ANNOTATION: value}}},
-        _request_timeout=API_TIMEOUT,
-    )
+        if exc.status != 404:
+            raise
 
 
 def wait_pods_gone(

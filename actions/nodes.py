@@ -31,6 +31,8 @@ from actions.cluster import (
     node_intents,
     read_node,
     refused_run,
+    require_lease,
+    run_id,
     wait_pods_gone,
     write_intent,
 )
@@ -76,6 +78,8 @@ def cordon_node(
     node = read_node(core, name)
     check_min_ready(core, name, min_ready_nodes)
     was = bool(node.spec.unschedulable)
+    if not dry_run:
+        require_lease(configuration)
     if dry_run:
         return {"node": name, "was_unschedulable": was, "dry_run": True, "plan": [f"cordon {name}"]}
     write_intent(core, "cordon", name, {"unschedulable": was})
@@ -96,8 +100,10 @@ def uncordon_node(
     return _undo_activity(name, "cordon", "this run cordoned nothing", configuration)
 
 
-def undo_intent(core: Any, kind: str, node: str, undo: dict[str, Any]) -> dict[str, Any]:
-    """Undo one recorded change (``kind`` with its ``undo`` record) and forget its intent.
+def undo_intent(
+    core: Any, kind: str, node: str, undo: dict[str, Any], owner: str | None
+) -> dict[str, Any]:
+    """Undo one recorded change (``kind`` with its ``undo`` record) and forget run ``owner``'s intent.
 
     The one place that knows how each fault is undone: the rollback actions
     and ``flywheel-chaos recover`` both call it.
@@ -114,28 +120,33 @@ def undo_intent(core: Any, kind: str, node: str, undo: dict[str, Any]) -> dict[s
         result = {"node": node, "thawed": thawed, "taint_removed": removed}
     else:
         raise ActivityFailed(f"unknown rollback intent kind {kind!r} on {node}")
-    clear_intents(core, node, kind)
+    clear_intents(core, node, kind, owner)
     return result
 
 
-_DEFAULT_UNDO: dict[str, dict[str, Any]] = {
-    "cordon": {"unschedulable": False},
-    "unavailable": {"remove_taint": True, "thaw_lab_node": False},
-}
-
-
 def _undo_activity(name: str, kind: str, nothing: str, configuration: Configuration) -> Result:
-    reason = refused_run()
-    if reason:
-        return {"node": name, "skipped": reason}
+    """Undo what *this run* changed on ``name``, from its own intents; nothing else.
+
+    A rollback needs no lease (a run that lost its lease still undoes its own
+    change) but never touches what this run did not change: without a run id,
+    or without an intent of this run, it does nothing and says so.
+    """
+    owner = run_id()
+    if owner is None:
+        return {
+            "node": name,
+            "skipped": "no run: nothing of this run to undo (flywheel-chaos recover undoes "
+            "what dead runs left)",
+        }
     check_node_allowed(name, configuration)
     core = core_api(configuration)
     read_node(core, name)
-    intents = [i for i in node_intents(core, name) if i.get("kind") == kind]
-    if not intents and os.environ.get("FLYWHEEL_RUN_ID"):
-        return {"node": name, "skipped": nothing}
-    # the oldest intent holds the state before the harness touched the node
-    return undo_intent(core, kind, name, intents[0]["undo"] if intents else _DEFAULT_UNDO[kind])
+    intents = [i for i in node_intents(core, name, owner) if i.get("kind") == kind]
+    if not intents:
+        reason = refused_run()
+        return {"node": name, "skipped": f"{nothing}{f' ({reason})' if reason else ''}"}
+    # the oldest intent holds the state before this run touched the node
+    return undo_intent(core, kind, name, intents[0]["undo"], owner)
 
 
 def _owner_kind(pod: Any) -> str | None:
@@ -244,6 +255,7 @@ def drain_node(
     }
     if dry_run:
         return {**plan, "dry_run": True}
+    require_lease(configuration)
     was = bool(node.spec.unschedulable)
     write_intent(core, "cordon", name, {"unschedulable": was})
     try:
@@ -255,7 +267,7 @@ def drain_node(
         if not leave_cordoned_on_failure:
             try:
                 _set_unschedulable(core, name, was)
-                clear_intents(core, name, "cordon")
+                clear_intents(core, name, "cordon", run_id())
                 logger.warning("drain of %s failed; node restored (unschedulable=%s)", name, was)
             except Exception as restore_exc:  # the intent stays for recover
                 logger.error(
@@ -396,6 +408,7 @@ def make_node_unavailable(
     }
     if dry_run:
         return {**plan, "dry_run": True}
+    require_lease(configuration)
     write_intent(
         core,
         "unavailable",

@@ -16,6 +16,7 @@ from actions.cluster import (
     SafetyRefusal,
     check_namespace_allowed,
     core_api,
+    require_lease,
     wait_pods_gone,
 )
 
@@ -82,6 +83,7 @@ def delete_state_authority_pods(
     ]
     if dry_run:
         return {"namespace": namespace, "deleted": deleted, "volume_overlap": [], "dry_run": True}
+    require_lease(configuration)
     for pod in chosen:
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
         if grace_period_s >= 0:

@@ -1,12 +1,15 @@
 """Game days: a suite of experiments run in order under one cluster lease.
 
-The game day takes the experiment lease itself and hands its identity to
-each ``chaos run`` (``FLYWHEEL_LEASE_IDENTITY``), so no other experiment can
-slip in between. After each experiment it checks for a safety breach (a fault
-left undone: rollback intent still recorded; or the safety control refused)
-and, when one is found, undoes it with ``recover`` and stops. All evidence is
-recorded by the experiments; the game day writes one summary report to
-``FLYWHEEL_EVIDENCE_DIR/gamedays/``.
+The game day takes the experiment lease itself (conditional renewals, as a
+run's own: :class:`~harness.controls.lease.LeaseKeeper`) and hands its
+identity to each ``chaos run`` (``FLYWHEEL_LEASE_IDENTITY``), so no other
+experiment can slip in between. After each experiment it checks for a safety
+breach (a fault left undone: rollback intent still recorded; the safety
+control refused; the game day lost its lease) and, when one is found, undoes
+it with ``recover`` and stops. All evidence is recorded by the experiments;
+each run's Chaos Toolkit journal and log are written to a private temporary
+directory and copied beside the evidence only after redaction; the game day
+writes one summary report to ``FLYWHEEL_EVIDENCE_DIR/gamedays/``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,9 +29,11 @@ import yaml
 from kubernetes import client
 
 from actions.cluster import api_client, read_intents
-from harness.controls import safety
+from harness.controls.lease import LeaseKeeper, LeaseRefused, holder_identity
+from harness.controls.safety import GAMEDAY_ENV
 from harness.errors import ConfigError
-from harness.record.evidence import evidence_dir
+from harness.record.evidence import PASSING, canonical, evidence_dir
+from harness.record.redact import Redactor, known_secrets
 from harness.recover import recover
 
 
@@ -69,60 +74,72 @@ def run_gameday(
 ) -> dict[str, Any]:
     suite = load_suite(path)
     base = Path(suite["_base"])
-    coordination = client.CoordinationV1Api(api_client())
-    identity = safety.holder_identity("gameday-" + uuid.uuid4().hex[:8])
-    taken, holder = safety.acquire(coordination, namespace, identity, 60)
-    if not taken:
-        raise ConfigError(
-            f"another experiment holds the cluster lease: {holder}",
-            "wait for it, or run flywheel-chaos recover if it died",
-        )
-    stop = threading.Event()
-    renewer = threading.Thread(
-        target=safety._renew_loop, args=(coordination, namespace, identity, 60, stop), daemon=True
+    keeper = LeaseKeeper(
+        client.CoordinationV1Api(api_client()),
+        namespace,
+        holder_identity("gameday-" + uuid.uuid4().hex[:8]),
+        60,
     )
-    renewer.start()
+    try:
+        keeper.acquire()
+    except LeaseRefused as refused:
+        raise ConfigError(
+            f"another experiment holds the cluster lease: {refused.holder}",
+            "wait for it, or run flywheel-chaos recover if it died",
+        ) from refused
+    keeper.start()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = evidence_dir() / "gamedays" / f"{stamp}-{suite.get('name', path.stem)}"
     workdir.mkdir(parents=True, exist_ok=True)
+    redactor = Redactor(known_secrets())
     results: list[dict[str, Any]] = []
     breach = None
     started = time.monotonic()
     try:
         for experiment in suite["experiments"]:
             name = Path(experiment).stem
-            journal = workdir / f"{name}.journal.json"
             progress(f"{name}: running")
             t0 = time.monotonic()
-            env = {**os.environ, "FLYWHEEL_LEASE_IDENTITY": identity}
-            try:
-                proc = subprocess.run(
-                    [
-                        str(Path(sys.executable).parent / "chaos"),
-                        "--log-file",
-                        str(workdir / f"{name}.log"),
-                        "run",
-                        "--journal-path",
-                        str(journal),
-                        str(base / experiment),
-                    ],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=float(suite.get("timeout_s", 900)),
-                )
-                code: int | None = proc.returncode
-            except subprocess.TimeoutExpired:
-                code = None
+            env = {**os.environ, GAMEDAY_ENV: keeper.identity}
+            with tempfile.TemporaryDirectory(prefix="flywheel-gameday-") as private:
+                raw_journal, raw_log = Path(private) / "journal.json", Path(private) / "chaos.log"
+                try:
+                    proc = subprocess.run(
+                        [
+                            str(Path(sys.executable).parent / "chaos"),
+                            "--log-file",
+                            str(raw_log),
+                            "run",
+                            "--journal-path",
+                            str(raw_journal),
+                            str(base / experiment),
+                        ],
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=float(suite.get("timeout_s", 900)),
+                    )
+                    code: int | None = proc.returncode
+                except subprocess.TimeoutExpired:
+                    code = None
+                try:
+                    journal_doc = json.loads(raw_journal.read_text())
+                except (OSError, ValueError):
+                    journal_doc = None
+                if journal_doc is not None:
+                    (workdir / f"{name}.journal.json").write_bytes(
+                        canonical(redactor.document(journal_doc))
+                    )
+                if raw_log.exists():
+                    (workdir / f"{name}.log").write_text(
+                        redactor.text(raw_log.read_text(errors="replace"))
+                    )
             outcome: dict[str, Any] = {
                 "experiment": experiment,
                 "exit": code,
                 "seconds": round(time.monotonic() - t0, 1),
             }
-            try:
-                flywheel = json.loads(journal.read_text()).get("flywheel") or {}
-            except (OSError, ValueError):
-                flywheel = {}
+            flywheel = (journal_doc or {}).get("flywheel") or {}
             outcome.update(
                 verdict=flywheel.get("verdict", "error"),
                 reasons=flywheel.get("reasons", ["no journal"]),
@@ -132,19 +149,20 @@ def run_gameday(
             progress(f"{name}: {outcome['verdict']} in {outcome['seconds']}s")
             leftover = read_intents()
             aborted = outcome["verdict"] == "aborted"
-            if leftover or code is None or aborted:
+            if leftover or code is None or aborted or keeper.lost:
                 breach = f"after {name}: " + (
-                    "faults left undone; recovered: " + "; ".join(recover())
+                    f"the game day {keeper.lost}"
+                    if keeper.lost
+                    else "faults left undone; recovered: "
+                    + "; ".join(recover(own_lease=keeper.identity))
                     if leftover or code is None
                     else "the run was aborted: " + "; ".join(outcome["reasons"])
                 )
                 progress(f"safety breach {breach}")
-                if suite.get("stop_on_breach", True):
+                if suite.get("stop_on_breach", True) or keeper.lost:
                     break
     finally:
-        stop.set()
-        renewer.join(timeout=5)
-        safety.release(coordination, namespace, identity)
+        keeper.release()
     summary = {
         "suite": suite.get("name", path.stem),
         "started": stamp,
@@ -152,6 +170,10 @@ def run_gameday(
         "results": results,
         "breach": breach,
         "completed": breach is None and len(results) == len(suite["experiments"]),
+        # a game day passes only when every run survived or passed, as chaos run's exit says
+        "all_passed": breach is None
+        and len(results) == len(suite["experiments"])
+        and all(r["verdict"] in PASSING for r in results),
     }
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     summary["summary_file"] = str(workdir / "summary.json")

@@ -248,3 +248,21 @@ def stop_pid_group(pid: int, grace_s: float = 10.0) -> None:
             if not pid_alive(pid):
                 return
             time.sleep(0.05)
+
+
+def write_private(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to a file only its owner can read, with no moment of wider access.
+
+    The file is created 0600 (an existing one is narrowed to 0600 before a
+    byte is written), so a key never sits readable between write and chmod.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            descriptor = -1
+            handle.write(raw)
+    finally:
+        if descriptor >= 0:
+            os.close(descriptor)

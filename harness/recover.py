@@ -2,16 +2,22 @@
 
 Sources: the intent files in ``FLYWHEEL_STATE_DIR/intents`` and the
 ``flywheel-chaos.io/rollback-intent`` annotations on nodes (written before
-each mutation, removed when it is undone). A cluster lease left by a dead
-local run is released too. Safe to run twice: a second run finds nothing.
+each mutation, naming the run they belong to, removed when it is undone).
+
+While a live run holds the cluster lease its intents are its own business:
+``recover`` refuses (exit 1, naming the holder) unless ``force``. A lease
+left by a dead run on this host is released. ``dry_run`` says what would be
+undone and changes nothing. Safe to run twice: a second run finds nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import socket
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
@@ -20,13 +26,33 @@ from kubernetes.client.rest import ApiException
 from actions.cluster import (
     API_TIMEOUT,
     INTENT_ANNOTATION,
+    LEASE_NAME,
     api_client,
+    clear_intents,
     forget_intent_files,
+    lease_expired,
     read_intents,
 )
 from actions.nodes import undo_intent
-from harness.controls.safety import LEASE_NAME
+from harness.errors import CheckFailed
 from harness.processes import pid_alive
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One change left undone: the oldest intent of its kind on its node, and every owner."""
+
+    node: str
+    kind: str
+    undo: dict[str, Any]
+    owner: str | None
+    others: tuple[str | None, ...]
+
+    def describe(self) -> str:
+        runs = ", ".join(str(o) for o in (self.owner, *self.others))
+        return (
+            f"{self.node}: {self.kind} of run {runs} (undo {json.dumps(self.undo, sort_keys=True)})"
+        )
 
 
 def _describe(result: dict[str, Any]) -> str:
@@ -37,66 +63,112 @@ def _describe(result: dict[str, Any]) -> str:
         text
         for key, text in (
             ("thawed", "lab node resumed"),
+            ("restarted", "lab node restarted"),
             ("taint_removed", "unreachable taint removed"),
+            ("kubelet_ready", "kubelet back, node Ready"),
         )
         if result.get(key)
     ]
     return f"{node}: {', '.join(done) or 'nothing left to undo'}"
 
 
-def recover(
-    configuration: dict[str, Any] | None = None, lease_namespace: str = "kube-system"
-) -> list[str]:
-    """Undo every recorded intent; returns one line per action taken."""
-    api = api_client(configuration)
-    core = client.CoreV1Api(api)
-    intents = {i["id"]: i for i in read_intents()}
+def _holder(lease: Any) -> tuple[str, bool]:
+    """The lease's holder and whether it is dead (expired, or a gone process on this host)."""
+    holder = str(lease.spec.holder_identity or "") if lease.spec else ""
+    if not holder or lease_expired(lease.spec, dt.datetime.now(dt.UTC)):
+        return holder, True
+    host, _, rest = holder.partition("/")
+    pid = rest.partition("/")[0]
+    dead_here = (
+        host == socket.gethostname()
+        and pid.isdigit()
+        and int(pid) != os.getpid()
+        and not pid_alive(int(pid))
+    )
+    return holder, dead_here
+
+
+def pending(core: client.CoreV1Api) -> list[Pending]:
+    """Every change left undone, one per node and kind (files and annotations merged)."""
+    intents = {i["id"]: i for i in read_intents() if "id" in i}
     for node in core.list_node(_request_timeout=API_TIMEOUT).items:
         raw = (node.metadata.annotations or {}).get(INTENT_ANNOTATION)
         with contextlib.suppress(ValueError, TypeError):
             for intent in json.loads(raw) if raw else []:
                 intents.setdefault(intent["id"], intent)
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for intent in sorted(intents.values(), key=lambda i: str(i.get("created", ""))):
+        grouped.setdefault((intent["node"], intent["kind"]), []).append(intent)
+    found = []
+    for (node, kind), group in grouped.items():
+        # the oldest intent holds the state before the harness touched the node
+        owners = list(dict.fromkeys(i.get("run_id") for i in group))
+        found.append(Pending(node, kind, group[0].get("undo") or {}, owners[0], tuple(owners[1:])))
+    return found
+
+
+def recover(
+    configuration: dict[str, Any] | None = None,
+    lease_namespace: str = "kube-system",
+    force: bool = False,
+    dry_run: bool = False,
+    own_lease: str = "",
+) -> list[str]:
+    """Undo every change left undone; returns one line per action taken (or planned).
+
+    ``own_lease``: the caller holds the lease under this identity (a game day
+    recovering after one of its runs); its lease is then neither a reason to
+    refuse nor released.
+    """
+    api = api_client(configuration)
+    core = client.CoreV1Api(api)
+    coordination = client.CoordinationV1Api(api)
+    try:
+        lease: Any = coordination.read_namespaced_lease(
+            LEASE_NAME, lease_namespace, _request_timeout=API_TIMEOUT
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        lease = None
+    holder, dead = _holder(lease) if lease is not None else ("", True)
+    todo = pending(core)
+    ours = bool(own_lease) and holder == own_lease
+    if not dead and not force and not ours:
+        raise CheckFailed(
+            f"a live run holds the cluster lease {lease_namespace}/{LEASE_NAME}: {holder}; "
+            f"{len(todo)} change(s) recorded, none undone",
+            "wait for it to finish (its rollbacks undo its changes); if it is stuck, "
+            "'flywheel-chaos recover --dry-run' shows what --force would undo",
+        )
+    if dry_run:
+        lines = [f"would undo {p.describe()}" for p in todo]
+        if lease is not None and dead and not ours:
+            lines.append(f"would release the cluster lease left by {holder or 'nobody'}")
+        return lines
     done: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    # the oldest intent of a kind on a node holds the state before the harness touched it
-    for intent in sorted(intents.values(), key=lambda i: i.get("created", "")):
-        key = (intent["node"], intent["kind"])
-        if key in seen:
-            continue
-        seen.add(key)
+    for item in todo:
         try:
-            done.append(
-                _describe(
-                    undo_intent(core, intent["kind"], intent["node"], intent.get("undo") or {})
-                )
-            )
+            done.append(_describe(undo_intent(core, item.kind, item.node, item.undo, item.owner)))
+            for other in item.others:
+                clear_intents(core, item.node, item.kind, other)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            forget_intent_files(intent["node"], intent["kind"])
-            done.append(f"{intent['node']}: node is gone")
-    done.extend(_release_dead_lease(client.CoordinationV1Api(api), lease_namespace))
+            for owner in (item.owner, *item.others):
+                forget_intent_files(item.node, item.kind, owner)
+            done.append(f"{item.node}: node is gone")
+    if lease is not None and (dead or force) and holder and not ours:
+        with contextlib.suppress(ApiException):
+            coordination.delete_namespaced_lease(
+                LEASE_NAME,
+                lease_namespace,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(
+                        resource_version=lease.metadata.resource_version
+                    )
+                ),
+                _request_timeout=API_TIMEOUT,
+            )
+            done.append(f"released the cluster lease left by {holder}")
     return done
-
-
-def _release_dead_lease(coordination: client.CoordinationV1Api, namespace: str) -> list[str]:
-    try:
-        lease = coordination.read_namespaced_lease(
-            LEASE_NAME, namespace, _request_timeout=API_TIMEOUT
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return []
-        raise
-    holder = lease.spec.holder_identity or ""
-    host, _, rest = holder.partition("/")
-    pid = rest.partition("/")[0]
-    if (
-        host == socket.gethostname()
-        and pid.isdigit()
-        and not pid_alive(int(pid))
-        and int(pid) != os.getpid()
-    ):
-        coordination.delete_namespaced_lease(LEASE_NAME, namespace, _request_timeout=API_TIMEOUT)
-        return [f"released the cluster lease left by dead run {holder}"]
-    return []

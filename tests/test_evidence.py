@@ -8,11 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from harness.cli import main
-from harness.record.evidence import new_record, record_files, verify, write_record
+from harness.record.evidence import (
+    RecordRejected,
+    new_record,
+    record_files,
+    verify,
+    write_record,
+)
+from harness.record.redact import Redactor, known_secrets
+from harness.record.signing import generate, load_signer, load_verifier
 
 SECRET = "s3cr3t-VALUE-never-written-7f3a"
 
@@ -60,16 +67,30 @@ def test_a_tampered_journal_copy_is_detected(tmp_path: Path) -> None:
     assert len(bad) == 1 and "journal copy" in bad[0].problems[0]
 
 
-def test_a_record_that_breaks_the_schema_is_not_written(tmp_path: Path) -> None:
-    with pytest.raises(jsonschema.ValidationError):
-        write_record(new_record(fault="pod-delete", verdict="maybe"), tmp_path)
-    assert record_files(tmp_path) == []
+def test_a_record_that_breaks_the_schema_is_rejected_with_its_reason_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, 1)
+    with pytest.raises(RecordRejected) as rejected:
+        write_record(
+            new_record(fault="pod-delete", verdict="maybe"), tmp_path, journal={"status": "x"}
+        )
+    assert len(record_files(tmp_path)) == 1  # the chain is untouched
+    assert len(list(tmp_path.glob("*.journal.json"))) == 1  # no orphan journal in the chain
+    kept = json.loads(rejected.value.path.read_text())
+    assert kept["record"]["verdict"] == "maybe"
+    assert "'maybe' is not one of" in kept["rejected_because"]
+    assert (
+        rejected.value.path.parent / rejected.value.path.name.replace(".json", ".journal.json")
+    ).exists()
+    assert all(r.ok for r in verify(tmp_path))
 
 
 def test_secrets_never_reach_a_record_or_a_journal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
     record = new_record(fault="pod-delete", verdict="survived", reasons=[f"endpoint said {SECRET}"])
     journal = {
         "experiment": {
@@ -110,3 +131,114 @@ def test_evidence_commands_run_as_an_operator_runs_them(tmp_path: Path) -> None:
         [*cli, "evidence", "show", "nope"], env=env, capture_output=True, text=True, timeout=60
     )
     assert missing.returncode == 2 and missing.stderr.startswith("error: no evidence record 'nope'")
+
+
+PLANTED = "Pl4nted-s3cret-Zq9"
+
+
+def _every_file(directory: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in directory.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "experiment-secrets",
+        "credentials-mapping",
+        "url-userinfo",
+        "exception",
+        "number",
+        "profile",
+        "kubeconfig",
+    ],
+)
+def test_each_way_a_secret_can_arrive_is_redacted_from_records_and_journals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    evidence = tmp_path / "evidence"
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    secrets: dict[str, object] = {}
+    journal: dict[str, object] = {"status": "completed"}
+    if where == "experiment-secrets":
+        secrets = {"s3": {"some_value": PLANTED}}
+        journal["run"] = [{"output": {"message": f"got {PLANTED} back"}}]
+    elif where == "credentials-mapping":
+        journal["configuration"] = {
+            "credentials": {"user": "ops", "pw": PLANTED},
+            "client-key-data": PLANTED,
+            "apikey": PLANTED,
+            "private-key": PLANTED,
+        }
+    elif where == "url-userinfo":
+        journal["configuration"] = {"endpoint": f"https://AKIAEXAMPLE:{PLANTED}@s3.example"}
+    elif where == "exception":
+        journal["run"] = [
+            {
+                "exception": [
+                    f"Traceback...\nActivityFailed: cannot connect to https://u:{PLANTED}@h (token={PLANTED})"
+                ]
+            }
+        ]
+        secrets = {"token": PLANTED}
+    elif where == "number":
+        secrets = {"pin": 73519046}
+        journal["configuration"] = {"retries": 73519046}
+    elif where == "profile":
+        (tmp_path / "aws-credentials").write_text(
+            f"[ops]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = {PLANTED}\n"
+        )
+        journal["run"] = [{"output": f"signed with {PLANTED}"}]
+    elif where == "kubeconfig":
+        (tmp_path / "kubeconfig").write_text(f"users:\n- name: u\n  user:\n    token: {PLANTED}\n")
+        journal["run"] = [{"output": f"bearer {PLANTED}"}]
+    redactor = Redactor(known_secrets(secrets))
+    record = new_record(fault="pod-delete", verdict="survived", reasons=[str(journal)])
+    write_record(record, evidence, journal=journal, redactor=redactor)
+    text = _every_file(evidence)
+    assert PLANTED not in text and "73519046" not in text
+    assert "***" in text
+    assert all(r.ok for r in verify(evidence))
+
+
+def test_signed_records_verify_and_any_rewritten_byte_fails_the_signature(tmp_path: Path) -> None:
+    private, public = generate(tmp_path / "keys")
+    assert oct(private.stat().st_mode & 0o777) == "0o600"
+    signer, verifier = load_signer(str(private)), load_verifier(public)
+    paths = [
+        write_record(
+            new_record(fault="pod-delete", verdict="survived", reasons=[f"run {i}"]),
+            tmp_path / "ev",
+            signer=signer,
+        )
+        for i in range(3)
+    ]
+    assert all(r.ok for r in verify(tmp_path / "ev", verifier))
+    # rewrite one record and re-hash it (and the chain) by hand: only the signature tells
+    record = json.loads(paths[1].read_text())
+    record["verdict"] = "not-survived"
+    from harness.record.evidence import canonical, self_hash, sha256
+
+    record["record_sha256"] = self_hash(record)
+    paths[1].write_bytes(canonical(record))
+    later = json.loads(paths[2].read_text())
+    later["previous_sha256"] = sha256(paths[1].read_bytes())
+    later["record_sha256"] = self_hash(later)
+    paths[2].write_bytes(canonical(later))
+    assert all(r.ok for r in verify(tmp_path / "ev"))  # without the key the forgery holds
+    bad = {r.path.name: r.problems for r in verify(tmp_path / "ev", verifier) if not r.ok}
+    # the rewritten record, and the later one whose chain link was re-hashed
+    assert bad == {p.name: ["signature: signature does not match"] for p in paths[1:]}
+
+
+def test_without_a_store_verify_says_that_truncation_cannot_be_detected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLYWHEEL_EVIDENCE_URL", raising=False)
+    paths = _write(tmp_path, 3)
+    paths[-1].unlink()
+    assert main(["evidence", "--dir", str(tmp_path), "verify"]) == 0
+    assert "cannot detect" in capsys.readouterr().out

@@ -12,15 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client, config
 from labkit import BIN, REPO, cli, disruption_budget, fresh_run_env, running_lab
 
-from actions.cluster import INTENT_ANNOTATION
-from actions.nodes import drain_node
+from actions.cluster import INTENT_ANNOTATION, LEASE_NAME
+from actions.nodes import cordon_node, drain_node, uncordon_node
+from harness.controls.lease import LeaseKeeper, holding_lease
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
-from harness.record.evidence import record_files
+from harness.record.evidence import new_record, record_files, write_record
+from harness.record.recorder import target_fingerprint
+from harness.recover import recover
+from probes.s3client import load_authority
 from probes.state_authority import state_authority_serving_within
 
 pytestmark = pytest.mark.lab
@@ -79,6 +84,56 @@ def _after_each(core: client.CoreV1Api, env: dict[str, str]) -> None:
     state_authority_serving_within(within_s=120)
 
 
+def _kubectl(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "kubectl"), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
+def _service_account_kubeconfig(lab: Lab, run_env: dict[str, str], tmp_path: Path) -> Path:
+    """deploy/rbac.yaml applied, and a kubeconfig for its ServiceAccount's token."""
+    _kubectl(
+        run_env,
+        "apply",
+        "-f",
+        str(REPO / "deploy" / "00-namespace.yaml"),
+        "-f",
+        str(REPO / "deploy" / "rbac.yaml"),
+    )
+    token = _kubectl(
+        run_env, "create", "token", "flywheel-chaos", "-n", "flywheel-chaos"
+    ).stdout.strip()
+    kubeconfig = tmp_path / "sa.kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "sa",
+                "clusters": [
+                    {
+                        "name": "lab",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{lab.ports.apiserver}",
+                            "certificate-authority": str(lab.paths.pki / "ca.crt"),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "lab", "user": "sa"}}],
+            }
+        )
+    )
+    return kubeconfig
+
+
 def _interim_restart_verdict(record: dict[str, Any]) -> bool:
     """What a pod restart of the interim posture must be recorded as: not-survived,
     because its Deployment starts the replacement on the same ReadWriteOnce claim
@@ -106,6 +161,11 @@ def test_pod_delete_measures_the_outage_and_finds_the_replacement_sharing_the_vo
     output, _ = process.communicate(timeout=600)
     (record,) = _records(run_env)
     assert _interim_restart_verdict(record), output[-3000:]
+    # the verdict reaches whoever ran it: the last word of chaos run, and its exit code
+    assert process.returncode == 1
+    assert "flywheel-chaos verdict: not-survived: " in output
+    assert record["fault_effect"]["took_effect"] is True
+    assert record["prober"]["coverage"]["largest_gap_ms"] < 1000
     prober = record["prober"]
     assert prober["within_budget"] is True and prober["recovered"] is True
     assert 0 < prober["longest_outage_ms"] <= 60_000
@@ -125,7 +185,9 @@ def test_node_drain_is_recorded_not_survived_and_the_rollback_recovers(
     output, _ = process.communicate(timeout=600)
     (record,) = _records(run_env)
     assert record["verdict"] == "not-survived", output[-3000:]
+    assert process.returncode == 1 and "flywheel-chaos verdict: not-survived" in output
     assert record["fault_actions"][0]["status"] == "succeeded"
+    assert "nix-cache/attic-rustfs-openebs-" in record["fault_effect"]["why"]
     assert record["prober"]["recovered"] is True
     assert record["prober"]["longest_outage_ms"] > 30_000
     assert record["rollbacks"] == [{"name": "uncordon-bumble", "status": "succeeded"}]
@@ -223,7 +285,10 @@ def test_two_concurrent_runs_let_exactly_one_proceed(
 def test_a_disruption_budget_makes_the_drain_fail_in_time_naming_it_and_bumble_is_uncordoned(
     run_env: dict[str, str], lab: Lab, core: client.CoreV1Api
 ) -> None:
-    with disruption_budget(lab, STATE_NAMESPACE, "attic-rustfs-openebs") as name:
+    with (
+        disruption_budget(lab, STATE_NAMESPACE, "attic-rustfs-openebs") as name,
+        holding_lease(),
+    ):
         started = time.monotonic()
         with pytest.raises(ActivityFailed, match=f"disruption budget {name}"):
             drain_node(
@@ -297,17 +362,20 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     )
     assert status["s3-checks"] == status["lock-exclusivity"] == "proven"
     assert status["node-maintenance"] == status["pod-restart"] == "unproven"
-    assert gate["facts"]["replicas"] == 1 and gate["facts"]["interim_posture"] is True
-    assert gate["facts"]["volumes"][0]["pinned_nodes"] == ["bumble"]
-    assert gate["facts"]["restart_shares_volume"] == ["attic-rustfs-openebs-data"]
-    assert (
-        gate["facts"]["image_pinned_by_digest"] is True and gate["facts"]["openebs_zfs_nodes"] == 1
-    )
+    # the singleton's posture, each unmet fact a row of its own
+    assert status["ha-endpoints"] == status["ha-data"] == "failed"
+    assert status["ha-restart-volume"] == status["ha-volume-nodes"] == "failed"
+    live = gate["posture"]
+    assert live["replicas"] == 1 and live["interim_posture"] is True
+    assert live["data_only_on"] == ["bumble"] and live["volume_nodes"] == ["bumble"]
+    assert live["restart_shares_volume"] == ["attic-rustfs-openebs-data"]
+    assert live["image_pinned_by_digest"] is True
+    assert gate["fingerprint"]["cluster"]["kube_system_uid"]
 
     interim = cli(["gate", "--expect-interim"], run_env)
     assert interim.returncode == 0, interim.stdout + interim.stderr
     assert "mode=interim_expected" in interim.stdout
-    assert "a restart runs the replacement beside the old pod on attic-rustfs-openebs-data" in (
+    assert "a Deployment restart runs two servers on attic-rustfs-openebs-data" in (
         " ".join(interim.stdout.split())
     )
 
@@ -315,7 +383,7 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     assert {
         r["status"]
         for r in json.loads(stale.stdout)["requirements"]
-        if r["evidence"] != "live check"
+        if r["evidence"] not in ("live check", "live facts")
     } <= {"stale", "unproven"}
 
     first = next(
@@ -330,34 +398,47 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     assert "TAMPERED" in tampered.stdout and first.name in tampered.stdout
 
 
-def test_with_every_requirement_proven_the_gate_is_green_and_the_interim_flag_is_stale(
-    run_env: dict[str, str],
-) -> None:
-    from harness.record.evidence import new_record, write_record
-
-    directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
-    for kind, fault in (
-        ("experiment", "pod-delete"),
-        ("experiment", "node-drain"),
-        ("experiment", "node-unavailable"),
-    ):
-        write_record(
-            new_record(kind=kind, fault=fault, verdict="survived", reasons=["synthetic"]), directory
-        )
+def _survived_records(directory: Path, runs: int = 5) -> None:
+    """What five survived runs of every fault against the live target would leave."""
+    live = target_fingerprint(load_authority())
+    effect = {"took_effect": True, "dry_run": False, "why": "synthetic"}
+    for fault in ("pod-delete", "node-drain", "node-unavailable"):
+        for _ in range(runs):
+            write_record(
+                new_record(
+                    fault=fault,
+                    verdict="survived",
+                    reasons=["synthetic"],
+                    fingerprint=live,
+                    fault_effect=effect,
+                    prober={"longest_outage_ms": 500.0},
+                ),
+                directory,
+            )
     for fault in ("backup-restore", "tofu-noop-plan"):
         write_record(
-            new_record(kind="proof", fault=fault, verdict="passed", reasons=["synthetic"]),
-            directory,
+            new_record(kind="proof", fault=fault, verdict="passed", fingerprint=live), directory
         )
-    write_record(new_record(kind="guard", fault="guard", verdict="passed"), directory)
-    green = cli(["gate"], run_env)
-    assert green.returncode == 0, green.stdout
-    assert "mode=ha_ready" in green.stdout
-    flag = cli(["gate", "--expect-interim"], run_env)
-    assert flag.returncode == 1 and "mode=stale_interim_flag" in flag.stdout
-    dry = new_record(kind="experiment", fault="node-drain", verdict="survived", dry_run=True)
-    write_record(dry, directory)
-    assert cli(["gate"], run_env).returncode == 0  # a dry run neither proves nor disproves
+    write_record(
+        new_record(kind="guard", fault="guard", verdict="passed", fingerprint=live), directory
+    )
+
+
+def test_survived_records_with_a_singleton_live_deployment_keep_the_gate_red_on_posture(
+    run_env: dict[str, str],
+) -> None:
+    _survived_records(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]))
+    red = cli(["gate", "--json"], run_env)
+    assert red.returncode == 1
+    rows = {r["requirement"]: r for r in json.loads(red.stdout)["requirements"]}
+    assert {n for n, r in rows.items() if r["status"] != "proven"} == {
+        "ha-endpoints",
+        "ha-data",
+        "ha-restart-volume",
+        "ha-volume-nodes",
+    }
+    assert rows["pod-restart"]["detail"].startswith("5/5 survived")
+    assert "1 ready endpoint(s) on 1 node(s) (bumble)" in rows["ha-endpoints"]["detail"]
 
 
 def test_the_deploy_manifests_pass_a_server_side_dry_run(run_env: dict[str, str]) -> None:
@@ -384,52 +465,7 @@ def test_the_deploy_manifests_pass_a_server_side_dry_run(run_env: dict[str, str]
 def test_an_experiment_runs_as_the_least_privileged_service_account_which_is_refused_elsewhere(
     run_env: dict[str, str], lab: Lab, tmp_path: Path, core: client.CoreV1Api
 ) -> None:
-    kubectl = str(BIN / "kubectl")
-    admin = {**os.environ, **run_env}
-    applied = subprocess.run(
-        [
-            kubectl,
-            "apply",
-            "-f",
-            str(REPO / "deploy" / "00-namespace.yaml"),
-            "-f",
-            str(REPO / "deploy" / "rbac.yaml"),
-        ],
-        env=admin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert applied.returncode == 0, applied.stderr
-    token = subprocess.run(
-        [kubectl, "create", "token", "flywheel-chaos", "-n", "flywheel-chaos"],
-        env=admin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.strip()
-    kubeconfig = tmp_path / "sa.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "sa",
-                "clusters": [
-                    {
-                        "name": "lab",
-                        "cluster": {
-                            "server": f"https://127.0.0.1:{lab.ports.apiserver}",
-                            "certificate-authority": str(lab.paths.pki / "ca.crt"),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "lab", "user": "sa"}}],
-            }
-        )
-    )
+    kubeconfig = _service_account_kubeconfig(lab, run_env, tmp_path)
     sa_env = dict(run_env, KUBECONFIG=str(kubeconfig))
     process = _start("pod-delete.yaml", sa_env, tmp_path)
     output, _ = process.communicate(timeout=600)
@@ -457,7 +493,9 @@ def test_a_game_day_runs_its_suite_under_one_lease_and_writes_a_summary(
     suite = REPO / "gamedays" / "ci-short.yaml"
     result = cli(["gameday", "--json", str(suite)], run_env)
     summary = json.loads(result.stdout)
-    assert result.returncode == 0, result.stderr[-2000:]
+    # the interim pod restart is not-survived: the game day completes and fails on it
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert summary["completed"] is True and summary["all_passed"] is False
     assert [Path(r["experiment"]).stem for r in summary["results"]] == [
         "backup-restore",
         "pod-delete",
@@ -470,5 +508,184 @@ def test_a_game_day_runs_its_suite_under_one_lease_and_writes_a_summary(
     assert summary["breach"] is None
     assert Path(summary["summary_file"]).exists()
     assert len(_records(run_env)) == 2
+    gameday_files = list(Path(summary["summary_file"]).parent.iterdir())
+    assert {p.suffix for p in gameday_files} >= {".log", ".json"}
+    secret = run_env["AWS_SECRET_ACCESS_KEY"]
+    assert [p.name for p in gameday_files if secret in p.read_text(errors="replace")] == []
     assert cli(["evidence", "verify"], run_env).returncode == 0
     _after_each(core, run_env)
+
+
+# ------------------------------------------------------------ fail closed ---
+
+
+def _lease(lab: Lab) -> Any:
+    api = config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+    return client.CoordinationV1Api(api).read_namespaced_lease(LEASE_NAME, "kube-system")
+
+
+def test_without_the_lease_role_a_drain_stops_before_anything_changes(
+    run_env: dict[str, str], lab: Lab, tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    kubeconfig = _service_account_kubeconfig(lab, run_env, tmp_path)
+    _kubectl(run_env, "delete", "rolebinding", "flywheel-chaos-lease", "-n", "kube-system")
+    try:
+        before = core.read_node("bumble").metadata.resource_version
+        sa_env = dict(run_env, KUBECONFIG=str(kubeconfig))
+        process = _start("node-drain.yaml", sa_env, tmp_path)
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode != 0
+        (record,) = _records(sa_env)
+        assert record["verdict"] == "aborted", output[-3000:]
+        assert "cannot take the cluster lease" in record["reasons"][0]
+        assert "403" in record["reasons"][0]
+        assert record["fault_actions"] == []
+        assert core.read_node("bumble").metadata.resource_version == before
+        assert not _unschedulable(core)
+    finally:
+        _kubectl(run_env, "apply", "-f", str(REPO / "deploy" / "rbac.yaml"))
+
+
+def test_a_stolen_lease_aborts_the_run_its_rollbacks_run_and_the_thief_is_never_renewed(
+    run_env: dict[str, str], lab: Lab, tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    coordination = client.CoordinationV1Api(
+        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+    )
+    process = _start("node-drain.yaml", run_env, tmp_path)
+    wait_until(lambda: _unschedulable(core), 60, "the drain to cordon bumble")
+    # time passes for the lease only: it expires, and another identity takes it
+    lease = _lease(lab)
+    lease.spec.renew_time = lease.spec.renew_time.replace(year=2020)
+    coordination.replace_namespaced_lease(LEASE_NAME, "kube-system", lease)
+    thief = LeaseKeeper(coordination, "kube-system", "thief/1/steals", 300)
+    thief.acquire()
+    stolen = _lease(lab)
+    output, _ = process.communicate(timeout=300)
+    (record,) = _records(run_env)
+    assert record["verdict"] == "aborted", output[-3000:]
+    # the holder changed, or (when a renewal raced the expiry) the lease was written by another
+    assert record["reasons"][0].startswith("lease lost: "), record["reasons"]
+    assert record["rollbacks"] == [{"name": "uncordon-bumble", "status": "succeeded"}]
+    assert not _unschedulable(core)
+    after = _lease(lab)
+    assert after.spec.holder_identity == "thief/1/steals"
+    assert after.metadata.resource_version == stolen.metadata.resource_version
+    assert thief.release()
+    _after_each(core, run_env)
+
+
+def test_another_runs_intent_survives_a_failed_run_and_recover_uncordons_bumble_every_time(
+    run_env: dict[str, str], lab: Lab, core: client.CoreV1Api
+) -> None:
+    coordination = client.CoordinationV1Api(
+        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+    )
+    for trial in range(10):
+        # run A cordons bumble and dies: nothing renews or releases its lease
+        with holding_lease() as keeper_a:
+            cordon_node("bumble", configuration=None)
+            keeper_a.stop()
+            keeper_a.lost = "died"  # so that leaving the block releases nothing
+        lease = _lease(lab)
+        lease.spec.renew_time = lease.spec.renew_time.replace(year=2020)
+        coordination.replace_namespaced_lease(LEASE_NAME, "kube-system", lease)
+        # run B takes the expired lease, finds A's change, fails, and cleans up only its own
+        with holding_lease():
+            with pytest.raises(ActivityFailed, match="carries an undone cordon of run"):
+                drain_node("bumble", timeout_s=10)
+            assert uncordon_node("bumble")["skipped"].startswith("this run cordoned nothing")
+        assert _unschedulable(core), f"trial {trial}: A's cordon must stay for recover"
+        assert INTENT_ANNOTATION in (core.read_node("bumble").metadata.annotations or {})
+        done = recover()
+        assert "bumble: uncordoned" in done, f"trial {trial}: {done}"
+        assert not _unschedulable(core)
+        assert INTENT_ANNOTATION not in (core.read_node("bumble").metadata.annotations or {})
+
+
+def test_recover_refuses_while_a_live_run_holds_the_lease_unless_forced(
+    run_env: dict[str, str], core: client.CoreV1Api
+) -> None:
+    with holding_lease() as keeper:
+        cordon_node("bumble")
+        refused = cli(["recover"], run_env)
+        assert refused.returncode == 1
+        assert (
+            f"a live run holds the cluster lease kube-system/{LEASE_NAME}: {keeper.identity}"
+            in (" ".join(refused.stderr.split()))
+        )
+        assert _unschedulable(core)
+        planned = cli(["recover", "--dry-run", "--force"], run_env)
+        assert planned.returncode == 0 and "would undo bumble: cordon of run" in planned.stdout
+        assert _unschedulable(core)
+        forced = cli(["recover", "--force"], run_env)
+        assert forced.returncode == 0 and "bumble: uncordoned" in forced.stdout
+        assert not _unschedulable(core)
+
+
+def test_a_run_with_planted_secrets_writes_none_of_them_anywhere(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    planted = "Pl4nt3d-Zk8-secret-value"
+    experiment = yaml.safe_load((REPO / "experiments" / "pod-delete.yaml").read_text())
+    experiment["secrets"] = {"s3": {"vault_password": planted}}
+    experiment["configuration"]["credentials"] = {"user": "ops", "pin": planted}
+    experiment["configuration"]["mirror"] = f"https://AKIAPLANT:{planted}@127.0.0.1:1/"
+    experiment["method"].append(
+        {
+            "type": "probe",
+            "name": "an-exception-carrying-the-secret",
+            "provider": {
+                "type": "python",
+                "module": "probes.state_authority",
+                "func": "state_key_readable",
+                "arguments": {"endpoint": f"http://ops:{planted}@127.0.0.1:1", "timeout_s": 1},
+            },
+        }
+    )
+    path = tmp_path / "planted.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    process = subprocess.Popen(
+        [
+            CHAOS,
+            "--log-file",
+            str(tmp_path / "chaos.log"),
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            str(path),
+        ],
+        env={**os.environ, **run_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output, _ = process.communicate(timeout=600)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != path]
+    assert len(_records(run_env)) == 1 and (tmp_path / "chaos.log").exists(), output[-2000:]
+    assert [p.name for p in files if planted in p.read_text(errors="replace")] == []
+    assert planted not in output
+    _after_each(core, run_env)
+
+
+def test_a_drain_of_a_node_without_the_authority_is_never_survived(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    text = (REPO / "experiments" / "node-drain.yaml").read_text().replace("bumble", "honey")
+    path = tmp_path / "drain-honey.yaml"
+    path.write_text(text)
+    process = subprocess.Popen(
+        [CHAOS, "run", "--journal-path", str(tmp_path / "journal.json"), str(path)],
+        env={**os.environ, **run_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output, _ = process.communicate(timeout=600)
+    (record,) = _records(run_env)
+    assert record["verdict"] == "aborted", output[-3000:]
+    assert record["reasons"][0].startswith(
+        "fault did not take effect: no pod of the state authority"
+    )
+    assert process.returncode == 1 and "flywheel-chaos verdict: aborted" in output
+    assert not _unschedulable(core, "honey")

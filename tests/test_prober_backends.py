@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from netfaults import missing_key_server, round_robin_proxy
 
-from harness.controls.prober import Prober, summarize
+from harness.controls.prober import Prober, Sample, summarize
 from harness.lab.seaweed import SeaweedS3
+from harness.record.verdict import decide, fault_effect
 from probes.s3client import load_authority
 
 
@@ -55,3 +57,63 @@ def test_a_kept_alive_head_connection_keeps_asking_the_backend_it_landed_on(
     # connection landed on (it moves only when a connection is dropped, e.g. after
     # an error answer), never from both in turn as with a new connection per HEAD
     assert min(seen["ok"], seen["missing"]) <= 2
+
+
+def test_a_prober_thread_that_stalls_two_seconds_makes_the_verdict_an_error_naming_the_gap(
+    seaweed: SeaweedS3, authority_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prober = Prober(load_authority(), head_interval_s=0.05, canary_interval_s=30)
+    record = prober._record
+    stalled: list[bool] = []
+
+    def stall_once(sample: Sample) -> None:
+        record(sample)
+        if sample.kind == "head" and not stalled:
+            stalled.append(True)
+            time.sleep(2.0)  # the sampler itself stops: no request in flight
+
+    monkeypatch.setattr(prober, "_record", stall_once)
+    prober.start()
+    time.sleep(3.0)
+    prober.stop()
+    summary = summarize(prober.snapshot(), prober.started_at, prober.stopped_at, budget_ms=60_000)
+    assert summary["coverage"]["largest_gap_ms"] >= 2000
+    action = {
+        "name": "delete",
+        "status": "succeeded",
+        "output": {"namespace": "nix-cache", "dry_run": False, "deleted": [{"name": "p"}]},
+    }
+    verdict, reasons = decide(
+        {"status": "completed", "steady_states": {}},
+        summary,
+        [action],
+        None,
+        effect=fault_effect([action], "nix-cache"),
+    )
+    assert verdict == "error"
+    assert f"gap of {summary['coverage']['largest_gap_ms']} ms" in reasons[0]
+
+
+def test_an_error_of_the_prober_s_own_is_a_lost_sample_not_uptime(
+    seaweed: SeaweedS3, authority_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prober = Prober(load_authority(), head_interval_s=0.05, canary_interval_s=30)
+    original = prober._record
+    calls = {"n": 0}
+
+    def broken(sample: Sample) -> None:
+        calls["n"] += 1
+        if 3 <= calls["n"] <= 30:
+            raise RuntimeError("the prober's own bug")
+        original(sample)
+
+    monkeypatch.setattr(prober, "_record", broken)
+    prober.start()
+    time.sleep(2.5)
+    prober.stop()
+    summary = summarize(
+        prober.snapshot(), prober.started_at, prober.stopped_at, prober_errors=prober.errors
+    )
+    assert summary["coverage"]["prober_errors"] >= 20
+    assert summary["coverage"]["largest_gap_ms"] > 1000
+    assert summary["head_failures"] == 0  # not an outage of the server either

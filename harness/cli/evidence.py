@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.cli.output import out, print_json
+from harness.cli.output import err, out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError
 
 
@@ -75,6 +75,20 @@ def _find(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
             "run an experiment first (chaos run experiments/pod-delete.yaml)",
         )
     wanted = args.record
+    journal = getattr(args, "journal", None)
+    if journal:
+        try:
+            named = (json.loads(Path(journal).read_text()).get("flywheel") or {}).get("evidence")
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot read the journal {journal}: {exc}", "pass the run's --journal-path"
+            ) from exc
+        if not named:
+            raise ConfigError(
+                f"the journal {journal} names no evidence record: the run recorded nothing",
+                "see the run's log; 'flywheel-chaos evidence list' shows what was recorded",
+            )
+        wanted = Path(str(named)).name
     if wanted == "latest":
         return records[-1]
     matches = [(p, r) for p, r in records if wanted in (p.name, p.stem, r.get("id"))]
@@ -85,18 +99,32 @@ def _find(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     return matches[-1]
 
 
+def _expected(args: argparse.Namespace, record: dict[str, Any]) -> int:
+    wanted = getattr(args, "expect_verdict", None)
+    if wanted and record.get("verdict") != wanted:
+        err.print(f"[bold red]error:[/] the verdict is {record.get('verdict')}, expected {wanted}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def _cmd_show(args: argparse.Namespace, found: tuple[Path, dict[str, Any]] | None = None) -> int:
 
     path, record = found or _find(args)
     if args.json:
         print_json(record)
-        return EXIT_OK
+        return _expected(args, record)
     prober = record.get("prober") or {}
     out.print(f"[bold]{record.get('experiment')}[/]  ({path.name})")
     out.print(
         f"verdict: [bold]{record.get('verdict')}[/]: {'; '.join(record.get('reasons') or [])}"
     )
     out.print(f"fault: {record.get('fault')}  target: {record.get('target')}")
+    effect = record.get("fault_effect")
+    if effect:
+        taken = "took effect" if effect.get("took_effect") else "did NOT take effect"
+        out.print(f"fault {taken}: {effect.get('why')}")
+    if record.get("schema") != "flywheel-chaos/evidence/v2":
+        out.print("[dim]schema v1: shown, never counted by the gate[/]")
     if prober:
         out.print(
             f"prober: {prober.get('head_samples')} HEAD samples, {prober.get('head_failures')} failed, "
@@ -105,6 +133,12 @@ def _cmd_show(args: argparse.Namespace, found: tuple[Path, dict[str, Any]] | Non
             f"{(prober.get('budget_ms') or 0) / 1000:.0f} s); recovery after the fault "
             f"{prober.get('recovery_after_fault_ms')} ms; errors {prober.get('error_classes')}"
         )
+        cover = prober.get("coverage") or {}
+        if cover:
+            out.print(
+                f"prober coverage: largest gap {cover.get('largest_gap_ms')} ms, "
+                f"{cover.get('prober_errors')} sample(s) lost to its own errors"
+            )
         for window in prober.get("outages", []):
             out.print(
                 f"  outage {window['ms'] / 1000:.2f} s{' (still open)' if window.get('open') else ''}: {window.get('errors')}"
@@ -116,30 +150,121 @@ def _cmd_show(args: argparse.Namespace, found: tuple[Path, dict[str, Any]] | Non
             )
     integrity = record.get("integrity") or {}
     out.print(f"state key unchanged: {integrity.get('state_key_unchanged')}")
-    return EXIT_OK
+    return _expected(args, record)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from harness.record.evidence import verify
+    from harness.record.signing import load_verifier
+    from harness.record.store import StoreError, compare, load_store
 
     directory = _directory(args)
-    results = verify(directory)
+    verifier = load_verifier(args.public_key)
+    results = verify(directory, verifier)
     bad = [r for r in results if not r.ok]
+    store = load_store()
+    store_problems: list[str] = []
+    if store is not None:
+        try:
+            store_problems = compare(directory, store, verifier)
+        except StoreError as exc:
+            store_problems = [f"cannot compare with the evidence store: {exc}"]
+    notes = []
+    if store is None:
+        notes.append(
+            "no evidence store (FLYWHEEL_EVIDENCE_URL): deleting the newest records, or all but "
+            "the first, leaves a valid shorter chain that this cannot detect"
+        )
+    if verifier is None:
+        notes.append("no public key (--public-key): signatures are not checked")
+    failed = bool(bad or store_problems)
     if args.json:
         print_json(
             {
-                "ok": not bad,
+                "ok": not failed,
                 "records": len(results),
                 "problems": [{"record": r.path.name, "problems": r.problems} for r in bad],
+                "store": store.url if store else None,
+                "store_problems": store_problems,
+                "signatures_checked": verifier is not None,
+                "notes": notes,
             }
         )
     else:
         for result in bad:
             for problem in result.problems:
                 out.print(f"[red]TAMPERED[/] {result.path.name}: {problem}")
-        if not bad:
-            out.print(f"[green]ok[/]: {len(results)} record(s) in {directory}, chain intact")
-    return EXIT_FAILED if bad else EXIT_OK
+        for problem in store_problems:
+            out.print(f"[red]STORE[/] {problem}")
+        if not failed:
+            checked = " and signatures" if verifier else ""
+            against = f", matching {store.url}" if store else ""
+            out.print(
+                f"[green]ok[/]: {len(results)} record(s) in {directory}, chain{checked} intact{against}"
+            )
+        for note in notes:
+            out.print(f"[dim]note:[/] {note}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _store_or_fail() -> Any:
+    from harness.record.store import load_store
+
+    store = load_store()
+    if store is None:
+        raise ConfigError(
+            "no evidence store is configured",
+            "set FLYWHEEL_EVIDENCE_URL=s3://BUCKET/PREFIX (and its endpoint/credential variables)",
+        )
+    return store
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from harness.record.signing import load_signer
+    from harness.record.store import StoreError, publish
+
+    directory = _directory(args)
+    store = _store_or_fail()
+    try:
+        result = publish(directory, store, load_signer())
+    except StoreError as exc:
+        raise ConfigError(f"cannot publish to {store.url}: {exc}", "check the store") from exc
+    if args.json:
+        print_json(result)
+    else:
+        out.print(
+            f"published {len(result['uploaded'])} file(s) and the chain head "
+            f"({result['head']['count']} record(s)) to {result['store']}"
+        )
+    return EXIT_OK
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from harness.record.store import StoreError, pull
+
+    directory = _directory(args)
+    store = _store_or_fail()
+    try:
+        fetched = pull(directory, store)
+    except StoreError as exc:
+        raise ConfigError(f"cannot read {store.url}: {exc}", "check the store") from exc
+    if args.json:
+        print_json({"store": store.url, "fetched": fetched})
+    else:
+        out.print(f"fetched {len(fetched)} file(s) from {store.url} into {directory}")
+    return EXIT_OK
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from harness.record.signing import generate
+
+    private, public = generate(Path(args.out), args.name)
+    if args.json:
+        print_json({"private_key": str(private), "public_key": str(public)})
+    else:
+        out.print(f"private key {private} (0600): FLYWHEEL_EVIDENCE_SIGNING_KEY={private}")
+        out.print(f"public key  {public}: evidence verify --public-key {public}")
+    return EXIT_OK
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -188,7 +313,43 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "record", nargs="?", default="latest", help="file name or id (default: the latest)"
     )
     show.set_defaults(handler=_cmd_show)
+    show.add_argument(
+        "--journal",
+        default=None,
+        metavar="FILE",
+        help="show the record that this chaos run journal names (its flywheel.evidence)",
+    )
+    show.add_argument(
+        "--expect-verdict",
+        default=None,
+        metavar="VERDICT",
+        help="exit 1 unless the record's verdict is VERDICT (e.g. not-survived for the interim)",
+    )
     check = verbs.add_parser(
-        "verify", parents=[common], help="check every record's form, hashes and the chain"
+        "verify",
+        parents=[common],
+        help="check every record's form, hashes, chain, signatures and the evidence store",
+    )
+    check.add_argument(
+        "--public-key",
+        default=None,
+        metavar="FILE",
+        help="check signatures (default: FLYWHEEL_EVIDENCE_PUBLIC_KEY)",
     )
     check.set_defaults(handler=_cmd_verify)
+    push = verbs.add_parser(
+        "push", parents=[common], help="publish records and the chain head to the evidence store"
+    )
+    push.set_defaults(handler=_cmd_push)
+    pull = verbs.add_parser(
+        "pull", parents=[common], help="fetch records the directory lacks from the evidence store"
+    )
+    pull.set_defaults(handler=_cmd_pull)
+    keygen = verbs.add_parser(
+        "keygen", parents=[common], help="make an Ed25519 key pair for signing records"
+    )
+    keygen.add_argument("--out", default=".", metavar="DIR", help="where to write (default .)")
+    keygen.add_argument(
+        "--name", default="evidence", help="file names NAME.key and NAME.pub (default evidence)"
+    )
+    keygen.set_defaults(handler=_cmd_keygen)

@@ -37,9 +37,10 @@ def _cmd_guard(args: argparse.Namespace) -> int:
     )
     report = run_guard(authority)
     if args.record:
-        from harness.record.evidence import new_record, write_record
+        from harness.record.evidence import new_record
+        from harness.record.recorder import record, target_fingerprint
 
-        path = write_record(
+        written = record(
             new_record(
                 kind="guard",
                 fault="guard",
@@ -50,10 +51,13 @@ def _cmd_guard(args: argparse.Namespace) -> int:
                     "bucket": authority.bucket,
                     "key": authority.key,
                 },
+                fingerprint=target_fingerprint(authority),
                 checks=[{k: c[k] for k in ("name", "ok", "duration_ms")} for c in report.checks],
             )
         )
-        err.print(f"[dim]recorded {path}[/]")
+        err.print(f"[dim]recorded {written.path}[/]")
+        if written.store:
+            err.print(f"[{'dim' if written.published else 'yellow'}]{written.store}[/]")
     if args.json:
         print_json(report.as_json())
     else:
@@ -98,14 +102,21 @@ def _cmd_guard(args: argparse.Namespace) -> int:
 
 def _cmd_gate(args: argparse.Namespace) -> int:
     from harness.guard import resolve_authority
-    from harness.record.gate import evaluate
+    from harness.record.gate import evaluate, load_policy
+    from harness.record.signing import load_verifier
+    from harness.record.store import load_store
 
-    report = evaluate(resolve_authority(), max_age_days=args.max_age)
+    report = evaluate(
+        resolve_authority(),
+        policy=load_policy(args.policy, max_age_days=args.max_age),
+        verifier=load_verifier(args.public_key),
+        store=load_store(),
+    )
     if args.expect_interim:
         if report.proven:
             mode, code = "stale_interim_flag", EXIT_FAILED
             why = "HA is proven: --expect-interim is stale, drop it"
-        elif report.tampered:
+        elif not report.evidence_ok:
             mode, code, why = (
                 "evidence_tampered",
                 EXIT_FAILED,
@@ -132,17 +143,26 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     else:
         mode = "ha_ready" if report.proven else "not_ha_ready"
         code = EXIT_OK if report.proven else EXIT_FAILED
-        why = "every requirement is proven" if report.proven else "unproven requirements remain"
+        why = (
+            "every requirement is proven and the live posture is HA"
+            if report.proven
+            else "unproven requirements or posture facts remain"
+        )
     if args.json:
         print_json(
             {
                 "mode": mode,
                 "ok": code == EXIT_OK,
                 "reason": why,
+                "policy": report.policy,
                 "requirements": [r.as_dict() for r in report.rows],
                 "tampered": [
                     {"record": v.path.name, "problems": v.problems} for v in report.tampered
                 ],
+                "store_problems": report.store_problems,
+                "notes": report.notes,
+                "posture": report.posture,
+                "fingerprint": report.fingerprint,
                 "facts": report.facts,
             }
         )
@@ -163,25 +183,22 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     out.print(table)
     for tampered in report.tampered:
         out.print(f"[red]TAMPERED[/] {tampered.path.name}: {'; '.join(tampered.problems)}")
-    facts = report.facts
-    if "error" in facts:
-        out.print(f"live facts: {facts['error']}")
+    for problem in report.store_problems:
+        out.print(f"[red]STORE[/] {problem}")
+    for note in report.notes:
+        out.print(f"[dim]note:[/] {note}")
+    live = report.posture
+    if "error" in live:
+        out.print(f"live facts: {live['error']}")
     else:
-        volumes = "; ".join(
-            f"{v['claim']} {','.join(v['access_modes'] or [])} pinned to {','.join(v['pinned_nodes']) or 'no node'}"
-            for v in facts.get("volumes", [])
-        )
         out.print(
-            f"live: {facts['namespace']}/{facts['deployment']} replicas={facts['replicas']} "
-            f"ready_endpoints={facts['ready_endpoints']} zfs_nodes={facts['openebs_zfs_nodes']} "
-            f"image_pinned_by_digest={facts['image_pinned_by_digest']}; {volumes}"
+            f"live: {report.facts['namespace']}/{report.facts['deployment']} "
+            f"replicas={live['replicas']} ready_endpoints={live['ready_endpoints']} "
+            f"on {','.join(live['endpoint_nodes']) or 'no node'}; "
+            f"volume nodes {','.join(live['volume_nodes']) or 'none'}; "
+            f"image_pinned_by_digest={live['image_pinned_by_digest']}"
         )
-        if facts.get("restart_shares_volume"):
-            out.print(
-                "a restart runs the replacement beside the old pod on "
-                f"{', '.join(facts['restart_shares_volume'])} (ReadWriteOnce is per node; "
-                "ReadWriteOncePod or a StatefulSet would wait)"
-            )
+    out.print(f"policy: {report.policy}")
     out.print(f"mode={mode}")
     out.print(why)
     return code
@@ -216,7 +233,9 @@ def _cmd_gameday(args: argparse.Namespace) -> int:
         if summary["breach"]:
             out.print(f"[red]stopped on a safety breach[/]: {summary['breach']}")
         out.print(f"summary: {summary['summary_file']}")
-    return EXIT_OK if summary["completed"] else EXIT_FAILED
+        if summary["completed"] and not summary["all_passed"]:
+            out.print("[red]not every run survived or passed[/]: the game day fails")
+    return EXIT_OK if summary["all_passed"] else EXIT_FAILED
 
 
 # ---------------------------------------------------------------- recover ---
@@ -225,12 +244,12 @@ def _cmd_gameday(args: argparse.Namespace) -> int:
 def _cmd_recover(args: argparse.Namespace) -> int:
     from harness.recover import recover
 
-    done = recover()
+    done = recover(force=args.force, dry_run=args.dry_run)
     if args.json:
-        print_json({"undone": done})
+        print_json({"dry_run": args.dry_run, ("planned" if args.dry_run else "undone"): done})
     elif done:
         for line in done:
-            out.print(f"recovered {line}")
+            out.print(line if args.dry_run else f"recovered {line}")
     else:
         out.print("nothing to recover: every recorded fault was undone")
     return EXIT_OK
@@ -310,9 +329,21 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument(
         "--max-age",
         type=float,
-        default=30.0,
+        default=None,
         metavar="DAYS",
-        help="older evidence does not count (default 30)",
+        help="older evidence does not count (default: the policy's, 30)",
+    )
+    gate.add_argument(
+        "--policy",
+        default=None,
+        metavar="FILE",
+        help="gate policy (default: FLYWHEEL_GATE_POLICY, ./gate.yaml, the repository's gate.yaml)",
+    )
+    gate.add_argument(
+        "--public-key",
+        default=None,
+        metavar="FILE",
+        help="check every record's signature (default: FLYWHEEL_EVIDENCE_PUBLIC_KEY)",
     )
     gate.set_defaults(handler=_cmd_gate)
 
@@ -326,7 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
         "recover",
         parents=[common],
         help="undo any fault whose rollback did not run (from persisted intent)",
-        description="Undo every change recorded in intent files and node annotations; safe to run twice.",
+        description="Undo every change recorded in intent files and node annotations; safe to run "
+        "twice. Refuses (exit 1) while a live run holds the cluster lease, unless --force.",
+    )
+    recover.add_argument(
+        "--dry-run", action="store_true", help="say what would be undone; change nothing"
+    )
+    recover.add_argument(
+        "--force",
+        action="store_true",
+        help="undo even while a live run holds the lease (it then loses the lease and aborts)",
     )
     recover.set_defaults(handler=_cmd_recover)
 

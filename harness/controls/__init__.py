@@ -1,7 +1,8 @@
 """Chaos Toolkit controls of flywheel-chaos, declared in each experiment's ``controls:``.
 
 * :mod:`harness.controls.safety`: one experiment at a time per cluster (a
-  ``coordination.k8s.io`` Lease) and rollbacks that always run;
+  ``coordination.k8s.io`` Lease, kept by :mod:`harness.controls.lease`), rollbacks
+  that always run, and a run that stops when it cannot do either;
 * :mod:`harness.controls.survival`: the survival prober, live during the fault;
 * :mod:`harness.controls.evidence`: one JSON evidence record per run.
 
@@ -27,12 +28,14 @@ class RunState:
     budget_ms: float | None = None
     lease: dict[str, Any] | None = None
     lease_refused: str | None = None
+    lease_lost: str | None = None
     fault_started_at: float | None = None
     fault_ended_at: float | None = None
     fault_actions: list[dict[str, Any]] = field(default_factory=list)
     prober: Any = None
     prober_summary: dict[str, Any] | None = None
     integrity_before: dict[str, Any] | None = None
+    fingerprint: dict[str, Any] | None = None
 
 
 _lock = threading.Lock()

@@ -1,25 +1,60 @@
-"""Evidence control: writes one JSON record per run into ``FLYWHEEL_EVIDENCE_DIR``.
+"""Evidence control: one JSON record per run, and the verdict told to whoever ran it.
 
-Before the experiment it reads the protected state key (HEAD only); after the
-experiment (after the survival control's summary) it reads it again and
-writes the record: verdict, reasons, fault, target, prober summary, steady
-states, durations, data integrity. It also adds ``flywheel`` (verdict and
-record path) to the Chaos Toolkit journal.
+Before the experiment it reads the protected state key (HEAD only), records
+the target's fingerprint (:mod:`harness.record.posture`) and puts a redacting
+filter on Chaos Toolkit's log handlers (secrets from the environment, the
+experiment's resolved ``secrets``, boto profiles and the kubeconfig).
+
+After the experiment (after the survival control's summary) it reads the key
+again, decides the verdict (:func:`harness.record.verdict.decide`: survived
+needs proof that the fault took effect and a prober that watched the whole
+time), writes the record (validated first: a record that fails goes to
+``rejected/``), publishes the chain head to the evidence store when one is
+configured, and:
+
+* logs the verdict and its reasons through Chaos Toolkit's own logger, so it
+  is the last thing ``chaos run`` prints;
+* marks the journal deviated for any verdict other than survived/passed, so
+  ``chaos run`` exits 1 and CI or a game day fails on it;
+* adds ``flywheel`` (verdict, reasons, record path) to the journal and
+  redacts the journal in place, so the copy Chaos Toolkit writes holds no
+  secret either.
+
+Nothing is lost silently: any failure here is logged as an error and makes
+the run exit non-zero.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
 
 from harness.controls import current_run
-from harness.record.evidence import decide, new_record, write_record
+from harness.record.evidence import (
+    PASSING,
+    RecordRejected,
+    harness_version,
+    new_record,
+)
+from harness.record.posture import Target, fingerprint, read_target
+from harness.record.recorder import record
+from harness.record.redact import RedactingFilter, Redactor
+from harness.record.verdict import decide, fault_effect
 from probes.failures import StateAuthorityError
 from probes.s3client import ConfigurationError, load_authority
 from probes.state_authority import state_key_readable
 
 logger = logging.getLogger("flywheel_chaos.controls.evidence")
+chaos_logger = logging.getLogger("chaostoolkit")
+"""Chaos Toolkit's own logger: what it logs reaches the console and ``--log-file``."""
+
+OUTPUT_LIMIT = 16_384
+"""Bytes of one fault action's output kept in the record (as JSON); beyond, a bounded summary."""
+
+_installed: list[tuple[logging.Handler, RedactingFilter]] = []
+_redactor: dict[str, Redactor] = {}
 
 
 def _state_key(
@@ -37,17 +72,65 @@ def _state_key(
     }
 
 
+def _install_redaction(redactor: Redactor) -> None:
+    _remove_redaction()
+    handlers = {*logging.getLogger().handlers, *chaos_logger.handlers}
+    for handler in handlers:
+        log_filter = RedactingFilter(redactor)
+        handler.addFilter(log_filter)
+        _installed.append((handler, log_filter))
+
+
+def _remove_redaction() -> None:
+    while _installed:
+        handler, log_filter = _installed.pop()
+        handler.removeFilter(log_filter)
+
+
+def _target(configuration: dict[str, Any] | None, secrets: dict[str, Any] | None) -> dict[str, str]:
+    try:
+        authority = load_authority(configuration=configuration, secrets=secrets)
+    except ConfigurationError:
+        return {}
+    return {"endpoint": authority.endpoint, "bucket": authority.bucket, "key": authority.key}
+
+
 def before_experiment_control(
     context: dict[str, Any],
     fault: str = "",
+    state_namespace: str = "",
     configuration: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
     run = current_run()
     run.fault = fault
-    if not run.lease_refused:
-        run.integrity_before = _state_key(configuration, secrets)
+    redactor = Redactor.from_context(secrets)
+    _redactor["run"] = redactor
+    _install_redaction(redactor)
+    if run.lease_refused:
+        return
+    run.integrity_before = _state_key(configuration, secrets)
+    target = _target(configuration, secrets)
+    run.fingerprint = fingerprint(
+        read_target(Target.from_env(state_namespace)),
+        target.get("endpoint", ""),
+        target.get("bucket", ""),
+        target.get("key", ""),
+        harness_version(),
+    )
+
+
+def _bounded(output: Any) -> Any:
+    text = json.dumps(output, default=str)
+    if len(text) <= OUTPUT_LIMIT:
+        return output
+    if isinstance(output, dict):
+        kept = {
+            k: v for k, v in output.items() if isinstance(v, str | int | float | bool) or v is None
+        }
+        return {**kept, "truncated": f"{len(text)} bytes of output, {OUTPUT_LIMIT} kept"}
+    return {"truncated": f"{len(text)} bytes of output", "head": text[:OUTPUT_LIMIT]}
 
 
 def _proof_verdict(journal: dict[str, Any], refused: str | None) -> tuple[str, list[str]]:
@@ -66,25 +149,72 @@ def _proof_verdict(journal: dict[str, Any], refused: str | None) -> tuple[str, l
     return "passed", [f"{len(journal.get('run') or [])} proof step(s) passed"]
 
 
+def _redact_in_place(document: dict[str, Any], redactor: Redactor) -> None:
+    clean = redactor.document(document)
+    document.clear()
+    document.update(clean)
+
+
 def after_experiment_control(
     context: dict[str, Any],
     state: dict[str, Any],
     fault: str = "",
     target_node: str = "",
     proof: bool = False,
+    state_namespace: str = "",
     configuration: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
+    redactor = _redactor.pop("run", None) or Redactor.from_context(secrets)
+    try:
+        _record(
+            state,
+            context,
+            fault,
+            target_node,
+            proof,
+            state_namespace,
+            configuration,
+            secrets,
+            redactor,
+        )
+    except Exception as exc:  # chaoslib would swallow it: say it, and fail the run
+        state["deviated"] = True
+        state["flywheel"] = {"verdict": "error", "reasons": [f"evidence not recorded: {exc}"]}
+        chaos_logger.error(
+            "flywheel-chaos: the evidence of this run was NOT recorded: %s",
+            redactor.text(str(exc)),
+        )
+    finally:
+        _redact_in_place(state, redactor)
+        _remove_redaction()
+
+
+def _record(
+    journal: dict[str, Any],
+    context: dict[str, Any],
+    fault: str,
+    target_node: str,
+    proof: bool,
+    state_namespace: str,
+    configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None,
+    redactor: Redactor,
+) -> None:
     run = current_run()
-    journal = state
-    after = None if run.lease_refused else _state_key(configuration, secrets)
+    namespace = Target.from_env(state_namespace).namespace
+    refused = run.lease_refused
+    after = None if refused else _state_key(configuration, secrets)
     before = run.integrity_before
     summary = run.prober_summary
+    effect = None if proof else fault_effect(run.fault_actions, namespace)
     if proof:
-        verdict, reasons = _proof_verdict(journal, run.lease_refused)
+        verdict, reasons = _proof_verdict(journal, refused or run.lease_lost)
     else:
-        verdict, reasons = decide(journal, summary, run.fault_actions, run.lease_refused)
+        verdict, reasons = decide(
+            journal, summary, run.fault_actions, refused, run.lease_lost, effect
+        )
     unchanged = None
     if before and after and before.get("ok") and after.get("ok"):
         unchanged = before["etag"] == after["etag"] and before["size"] == after["size"]
@@ -93,23 +223,22 @@ def after_experiment_control(
                 "not-survived",
                 [*reasons, "the state key changed during the experiment"],
             )
-    try:
-        authority = load_authority(configuration=configuration, secrets=secrets)
-        target = {"endpoint": authority.endpoint, "bucket": authority.bucket, "key": authority.key}
-    except ConfigurationError:
-        target = {}
+    target: dict[str, str] = _target(configuration, secrets)
     if target_node:
         target["node"] = target_node
     steady = journal.get("steady_states") or {}
-    record = new_record(
+    dry = bool(context.get("dry") or journal.get("dry") or (effect or {}).get("dry_run"))
+    document = new_record(
         kind="proof" if proof else "experiment",
         run_id=run.run_id,
         experiment=context.get("title"),
         fault=fault or run.fault,
         target=target,
+        fingerprint=run.fingerprint,
+        fault_effect=effect,
         verdict=verdict,
         reasons=reasons,
-        dry_run=bool(context.get("dry") or journal.get("dry")),  # chaos run --dry=...
+        dry_run=dry,
         status=journal.get("status"),
         deviated=journal.get("deviated"),
         started=journal.get("start"),
@@ -119,12 +248,15 @@ def after_experiment_control(
             "before": (steady.get("before") or {}).get("steady_state_met"),
             "after": (steady.get("after") or {}).get("steady_state_met"),
         },
-        fault_actions=run.fault_actions,
+        fault_actions=[
+            {**a, "output": _bounded(a["output"])} if "output" in a else a
+            for a in run.fault_actions
+        ],
         proof_steps=[
             {
                 "name": r.get("activity", {}).get("name"),
                 "status": r.get("status"),
-                "output": r.get("output"),
+                "output": _bounded(r.get("output")),
             }
             for r in journal.get("run") or []
         ]
@@ -144,6 +276,31 @@ def after_experiment_control(
         },
         lab=bool(os.environ.get("FLYWHEEL_LAB_DIR")),
     )
-    path = write_record(record, journal={k: v for k, v in journal.items() if k != "flywheel"})
+    if verdict not in PASSING:
+        journal["deviated"] = True  # chaos run exits 1: CI and game days fail on it
+    try:
+        written = record(
+            document,
+            journal={k: v for k, v in journal.items() if k != "flywheel"},
+            redactor=redactor,
+        )
+    except RecordRejected as rejected:
+        journal["deviated"] = True
+        journal["flywheel"] = {
+            "verdict": "error",
+            "reasons": [str(rejected)],
+            "rejected": str(rejected.path),
+        }
+        chaos_logger.error("flywheel-chaos: %s", rejected)
+        return
+    path = written.path
     journal["flywheel"] = {"verdict": verdict, "reasons": reasons, "evidence": str(path)}
-    logger.info("verdict %s (%s); evidence %s", verdict, "; ".join(reasons), path)
+    if written.store:
+        journal["flywheel"]["store"] = written.store
+        if not written.published:
+            chaos_logger.warning("flywheel-chaos: record kept in %s, but %s", path, written.store)
+    line = f"flywheel-chaos verdict: {verdict}: {'; '.join(reasons)} (evidence {path})"
+    if verdict in PASSING:
+        chaos_logger.info(redactor.text(line))
+    else:
+        chaos_logger.error(redactor.text(line))

@@ -6,12 +6,18 @@ Each sample is timestamped. :func:`summarize` turns the samples into outage
 windows (spans in which the HEAD or the canary failed: from the first failed
 sample until both signals succeed again), the longest outage, the time to recover after the fault
 action ended, and the error classes seen.
+
+It also says how well it watched (``coverage``): the largest gap between one
+HEAD sample's answer and the next sample's start, and how many samples were
+lost to errors of the prober's own (anything that is not an answer or a
+failure of the server). A stalled sampler would otherwise read as uptime.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -24,6 +30,10 @@ import botocore.exceptions
 
 from probes.failures import classify
 from probes.s3client import CANARY_PREFIX, StateAuthority, new_s3_client, s3_client
+
+logger = logging.getLogger("flywheel_chaos.prober")
+
+__all__ = ["Prober", "Sample", "coverage", "outage_windows", "summarize"]
 
 
 @dataclass
@@ -55,6 +65,8 @@ class Prober:
     stopped_at: float = 0.0
     canaries_written: int = 0
     canaries_verified: int = 0
+    errors: int = 0
+    """Samples lost to errors of the prober's own (not answers or failures of the server)."""
 
     def _client(self, kind: str) -> Any:
         # the probes' client factory, with the prober's shorter bounds and no retries
@@ -101,6 +113,10 @@ class Prober:
                 self._record(
                     Sample(kind, failed_wall, False, (time.monotonic() - failed) * 1000, error)
                 )
+            except Exception as exc:  # the prober's own failure: a lost sample, never uptime
+                with self._lock:
+                    self.errors += 1
+                logger.warning("%s sample lost to a prober error: %r", kind, exc)
             next_at = max(next_at + interval, time.monotonic())
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
@@ -208,6 +224,30 @@ def outage_windows(samples: list[Sample], end: float) -> list[dict[str, Any]]:
     return windows
 
 
+def coverage(
+    samples: list[Sample], started_at: float, stopped_at: float, prober_errors: int = 0
+) -> dict[str, Any]:
+    """How well the HEAD sampler watched: the largest unwatched gap and samples lost.
+
+    A gap runs from one HEAD sample's answer (or failure) to the next
+    sample's start, and from the prober's start to its first sample; a
+    request in flight is watching, so a hung request is not a gap.
+    """
+    heads = sorted((s for s in samples if s.kind == "head"), key=lambda s: s.at)
+    largest = 0.0
+    previous_end = started_at
+    for sample in heads:
+        largest = max(largest, sample.at - previous_end)
+        previous_end = max(previous_end, sample.at + sample.latency_ms / 1000)
+    if not heads:
+        largest = max(0.0, stopped_at - started_at)
+    return {
+        "largest_gap_ms": round(largest * 1000, 1),
+        "prober_errors": prober_errors,
+        "head_samples": len(heads),
+    }
+
+
 def summarize(
     samples: list[Sample],
     started_at: float,
@@ -215,8 +255,9 @@ def summarize(
     fault_started_at: float | None = None,
     fault_ended_at: float | None = None,
     budget_ms: float | None = None,
+    prober_errors: int = 0,
 ) -> dict[str, Any]:
-    """Counts, outage windows, longest outage, recovery after the fault and error classes."""
+    """Counts, outage windows, longest outage, recovery after the fault, error classes, coverage."""
     heads = [s for s in samples if s.kind == "head"]
     canaries = [s for s in samples if s.kind == "canary"]
     windows = outage_windows(samples, stopped_at)
@@ -260,4 +301,5 @@ def summarize(
         else None,
         "budget_ms": budget_ms,
         "within_budget": None if budget_ms is None else longest <= budget_ms,
+        "coverage": coverage(samples, started_at, stopped_at, prober_errors),
     }

@@ -1,11 +1,23 @@
-"""Safety control: one experiment at a time per cluster, and rollbacks that always run.
+"""Safety control: one experiment at a time per cluster, rollbacks that always run, fail closed.
 
 Before the experiment it takes the ``coordination.k8s.io`` Lease
 ``flywheel-chaos-experiment`` (namespace ``kube-system`` by default) and
-renews it in the background; a second run finds it held, refuses, names the
-holder and changes nothing (its fault and rollback actions stand down). A
-lease whose holder stopped renewing expires after ``lease_duration_s``.
-After the experiment the lease is released.
+renews it in the background with conditional updates
+(:class:`~harness.controls.lease.LeaseKeeper`). Whenever it cannot do that
+job, the run stops before anything changes: Chaos Toolkit swallows every
+exception a control raises except ``InterruptExecution``, so every failure
+here (the lease held by another run, a 403 or 404 reading it, an unreachable
+API, a game day's lease that is not live) becomes ``InterruptExecution``,
+and the evidence control records the run ``aborted`` with the reason.
+
+The run's identity reaches the fault actions through the environment
+(``FLYWHEEL_RUN_ID``, ``FLYWHEEL_LEASE_HOLDER``); each mutating action reads
+the lease itself and refuses unless this run holds it.
+
+When the lease is lost mid-run (taken over after it expired, deleted, or not
+renewable for its whole duration) the run is interrupted before its next
+method activity; its rollbacks still run (they undo only this run's own
+changes and need no lease) and the record says ``aborted: lease lost``.
 
 Rollbacks run even on Ctrl-C, SIGTERM or a failed run: each experiment sets
 ``runtime: {rollbacks: {strategy: always}}`` and this control refuses to start
@@ -17,138 +29,74 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import socket
-import threading
 from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from actions.cluster import API_TIMEOUT, api_client
+from actions.cluster import (
+    API_TIMEOUT,
+    LEASE_HOLDER_ENV,
+    LEASE_NAME,
+    LEASE_NAMESPACE_ENV,
+    REFUSED_ENV,
+    RUN_ENV,
+    api_client,
+    lease_expired,
+)
 from harness.controls import current_run
+from harness.controls.lease import LeaseKeeper, LeaseRefused, holder_identity
 
 logger = logging.getLogger("flywheel_chaos.controls.safety")
 
-LEASE_NAME = "flywheel-chaos-experiment"
-REFUSED_ENV = "FLYWHEEL_RUN_REFUSED"
-RUN_ENV = "FLYWHEEL_RUN_ID"
+GAMEDAY_ENV = "FLYWHEEL_LEASE_IDENTITY"
+"""Set by a game day: the identity of the lease it holds for all of its runs."""
 
-_renewer: dict[str, Any] = {}
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_ENV = (REFUSED_ENV, RUN_ENV, LEASE_HOLDER_ENV, LEASE_NAMESPACE_ENV)
+_keeper: dict[str, LeaseKeeper] = {}
+_phase: dict[str, str] = {}
 
 
-def _micro(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _refuse(why: str, hint: str) -> InterruptExecution:
+    """Mark the run refused (actions stand down, the record says aborted) and stop it."""
+    run = current_run()
+    run.lease_refused = why
+    os.environ[REFUSED_ENV] = why
+    return InterruptExecution(f"safety: refused: {why} (hint: {hint})")
 
 
-def holder_identity(run_id: str) -> str:
-    return f"{socket.gethostname()}/{os.getpid()}/{run_id}"
+def _lost(why: str) -> None:
+    run = current_run()
+    run.lease_lost = why
+    os.environ[REFUSED_ENV] = why  # every mutating action refuses from now on
 
 
-def lease_expired(spec: Any, now: dt.datetime) -> bool:
-    if not spec or not spec.holder_identity:
-        return True
-    renewed = spec.renew_time or spec.acquire_time
-    if renewed is None:
-        return True
-    return bool((now - renewed).total_seconds() > (spec.lease_duration_seconds or 0))
-
-
-def acquire(
-    coordination: client.CoordinationV1Api, namespace: str, identity: str, duration_s: int
-) -> tuple[bool, str]:
-    """Take the lease; returns (taken, holder)."""
-    now = _now()
-    body: dict[str, Any] = {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": LEASE_NAME, "namespace": namespace},
-        "spec": {
-            "holderIdentity": identity,
-            "leaseDurationSeconds": duration_s,
-            "acquireTime": _micro(now),
-            "renewTime": _micro(now),
-        },
-    }
+def _join_game_day(coordination: client.CoordinationV1Api, namespace: str, shared: str) -> None:
     try:
         current = coordination.read_namespaced_lease(
             LEASE_NAME, namespace, _request_timeout=API_TIMEOUT
         )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        try:
-            coordination.create_namespaced_lease(namespace, body, _request_timeout=API_TIMEOUT)
-            return True, identity
-        except ApiException as create_exc:
-            if create_exc.status == 409:  # someone else was faster
-                current = coordination.read_namespaced_lease(
-                    LEASE_NAME, namespace, _request_timeout=API_TIMEOUT
-                )
-                return False, str(current.spec.holder_identity)
-            raise
-    if current.spec.holder_identity not in (None, "", identity) and not lease_expired(
-        current.spec, now
-    ):
-        return False, str(current.spec.holder_identity)
-    body["metadata"]["resourceVersion"] = current.metadata.resource_version
-    try:
-        coordination.replace_namespaced_lease(
-            LEASE_NAME, namespace, body, _request_timeout=API_TIMEOUT
+    except Exception as exc:
+        raise _refuse(
+            f"cannot read the game day's cluster lease {namespace}/{LEASE_NAME}: {_why(exc)}",
+            "the identity needs get on that Lease (deploy/rbac.yaml)",
+        ) from exc
+    holder = current.spec.holder_identity if current.spec else None
+    if holder != shared or lease_expired(current.spec, dt.datetime.now(dt.UTC)):
+        raise _refuse(
+            f"the game day's lease {namespace}/{LEASE_NAME} is not live "
+            f"(holder {holder or 'nobody'}, expected {shared})",
+            "run the experiment from its game day, or without FLYWHEEL_LEASE_IDENTITY",
         )
-    except ApiException as exc:
-        if exc.status == 409:  # lost a race for an expired lease
-            latest = coordination.read_namespaced_lease(
-                LEASE_NAME, namespace, _request_timeout=API_TIMEOUT
-            )
-            return False, str(latest.spec.holder_identity)
-        raise
-    return True, identity
+    os.environ[LEASE_HOLDER_ENV] = shared
+    logger.info("running under the game day's lease %s", shared)
 
 
-def release(coordination: client.CoordinationV1Api, namespace: str, identity: str) -> bool:
-    try:
-        current = coordination.read_namespaced_lease(
-            LEASE_NAME, namespace, _request_timeout=API_TIMEOUT
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    if current.spec.holder_identity != identity:
-        return False
-    coordination.delete_namespaced_lease(
-        LEASE_NAME,
-        namespace,
-        body=client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(resource_version=current.metadata.resource_version)
-        ),
-        _request_timeout=API_TIMEOUT,
-    )
-    return True
-
-
-def _renew_loop(
-    coordination: client.CoordinationV1Api,
-    namespace: str,
-    identity: str,
-    duration_s: int,
-    stop: threading.Event,
-) -> None:
-    while not stop.wait(max(1.0, duration_s / 3)):
-        try:
-            coordination.patch_namespaced_lease(
-                LEASE_NAME,
-                namespace,
-                {"spec": {"renewTime": _micro(_now())}},
-                _request_timeout=API_TIMEOUT,
-            )
-        except Exception as exc:
-            logger.warning("renewing the experiment lease failed: %s", exc)
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def before_experiment_control(
@@ -159,46 +107,68 @@ def before_experiment_control(
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
+    """Take the cluster lease for this run, or stop the run before it changes anything."""
     run = current_run(reset=True)
-    os.environ.pop(REFUSED_ENV, None)
+    for name in _ENV:
+        os.environ.pop(name, None)
+    _phase["now"] = "before"
     strategy = ((context.get("runtime") or {}).get("rollbacks") or {}).get("strategy")
     if strategy != "always":
-        run.lease_refused = "the experiment does not set runtime.rollbacks.strategy: always"
-        os.environ[REFUSED_ENV] = run.lease_refused
-        raise InterruptExecution(
-            f"safety: refused: {run.lease_refused} (hint: add it so rollbacks run on Ctrl-C)"
+        raise _refuse(
+            "the experiment does not set runtime.rollbacks.strategy: always",
+            "add it so rollbacks run on Ctrl-C",
         )
-    coordination = client.CoordinationV1Api(api_client(configuration))
-    shared = os.environ.get("FLYWHEEL_LEASE_IDENTITY")  # a game day holds the lease for its runs
+    os.environ[LEASE_NAMESPACE_ENV] = namespace
+    try:
+        coordination = client.CoordinationV1Api(api_client(configuration))
+    except Exception as exc:
+        raise _refuse(
+            f"cannot reach the cluster to take the lease: {exc}",
+            "set KUBECONFIG (for the lab: source .lab/env)",
+        ) from exc
+    shared = os.environ.get(GAMEDAY_ENV)
     if shared:
-        current = coordination.read_namespaced_lease(
-            LEASE_NAME, namespace, _request_timeout=API_TIMEOUT
-        )
-        if current.spec.holder_identity == shared and not lease_expired(current.spec, _now()):
-            os.environ[RUN_ENV] = run.run_id
-            logger.info("running under the game day's lease %s", shared)
-            return
-    identity = holder_identity(run.run_id)
-    taken, holder = acquire(coordination, namespace, identity, lease_duration_s)
-    if not taken:
-        run.lease_refused = (
-            f"another experiment holds the cluster lease {namespace}/{LEASE_NAME}: {holder}"
-        )
-        os.environ[REFUSED_ENV] = run.lease_refused
-        raise InterruptExecution(
-            f"safety: refused: {run.lease_refused} (hint: wait for it, or run flywheel-chaos recover if it died)"
-        )
-    os.environ[RUN_ENV] = run.run_id
-    run.lease = {"namespace": namespace, "name": LEASE_NAME, "holder": identity}
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=_renew_loop,
-        args=(coordination, namespace, identity, lease_duration_s, stop),
-        daemon=True,
+        _join_game_day(coordination, namespace, shared)
+        os.environ[RUN_ENV] = run.run_id
+        return
+    keeper = LeaseKeeper(
+        coordination, namespace, holder_identity(run.run_id), lease_duration_s, on_lost=_lost
     )
-    thread.start()
-    _renewer.update(stop=stop, thread=thread, coordination=coordination)
-    logger.info("holding the cluster lease %s/%s as %s", namespace, LEASE_NAME, identity)
+    try:
+        keeper.acquire()
+    except LeaseRefused as refused:
+        raise _refuse(
+            f"another experiment holds the cluster lease {namespace}/{LEASE_NAME}: {refused.holder}",
+            "wait for it, or run flywheel-chaos recover if it died",
+        ) from refused
+    except Exception as exc:
+        raise _refuse(
+            f"cannot take the cluster lease {namespace}/{LEASE_NAME}: {_why(exc)}",
+            "the identity needs create/get/update on that Lease (deploy/rbac.yaml)",
+        ) from exc
+    os.environ[RUN_ENV] = run.run_id
+    os.environ[LEASE_HOLDER_ENV] = keeper.identity
+    run.lease = {"namespace": namespace, "name": LEASE_NAME, "holder": keeper.identity}
+    keeper.start()
+    _keeper["run"] = keeper
+    logger.info("holding the cluster lease %s/%s as %s", namespace, LEASE_NAME, keeper.identity)
+
+
+def before_method_control(context: Any, **kwargs: Any) -> None:
+    _phase["now"] = "method"
+
+
+def before_rollback_control(context: Any, **kwargs: Any) -> None:
+    _phase["now"] = "rollback"
+
+
+def before_activity_control(context: dict[str, Any], **kwargs: Any) -> None:
+    """Stop the method (not the rollbacks) as soon as the lease is lost."""
+    run = current_run()
+    if run.lease_lost and _phase.get("now") != "rollback":
+        raise InterruptExecution(
+            f"safety: {run.lease_lost}; stopping before {context.get('name')!r}, rollbacks run"
+        )
 
 
 def after_experiment_control(
@@ -210,18 +180,17 @@ def after_experiment_control(
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    run = current_run()
-    stop = _renewer.pop("stop", None)
-    if stop is not None:
-        stop.set()
-        _renewer.pop("thread").join(timeout=5)
-    if run.lease is not None:
+    """Release the lease if it is still ours."""
+    _phase.pop("now", None)
+    keeper = _keeper.pop("run", None)
+    if keeper is not None:
         try:
-            release(_renewer.pop("coordination"), namespace, run.lease["holder"])
+            keeper.release()
         except Exception as exc:
             logger.warning(
                 "releasing the experiment lease failed (it expires in %ss): %s",
                 lease_duration_s,
                 exc,
             )
-    os.environ.pop(RUN_ENV, None)
+    for name in _ENV:
+        os.environ.pop(name, None)

@@ -78,8 +78,10 @@ def after_activity_control(context: dict[str, Any], state: dict[str, Any], **kwa
         "end": state.get("end"),
     }
     output = state.get("output")
-    if isinstance(output, dict) and output.get("volume_overlap"):
-        entry["volume_overlap"] = output["volume_overlap"]
+    if isinstance(output, dict):
+        entry["output"] = output  # the fault's own proof that it took effect
+        if output.get("volume_overlap"):
+            entry["volume_overlap"] = output["volume_overlap"]
     run.fault_actions.append(entry)
 
 
@@ -118,6 +120,7 @@ def after_experiment_control(
         run.fault_started_at,
         run.fault_ended_at,
         run.budget_ms,
+        prober.errors,
     )
     run.prober_summary["canaries_written"] = prober.canaries_written
     run.prober_summary["canaries_verified"] = prober.canaries_verified

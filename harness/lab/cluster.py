@@ -58,6 +58,7 @@ from harness.processes import (
     retry_until,
     stop_pid_group,
     wait_until,
+    write_private,
 )
 from probes.failures import StateAuthorityError
 from probes.s3client import load_authority, s3_client
@@ -334,8 +335,7 @@ class Lab:
                 "access_key": "AKLAB" + secrets.token_hex(8).upper(),
                 "secret_key": secrets.token_urlsafe(30),
             }
-            p.credentials.write_text(json.dumps(creds))
-            p.credentials.chmod(0o600)
+            write_private(p.credentials, json.dumps(creds))
         loaded: dict[str, str] = json.loads(p.credentials.read_text())
         return loaded
 
@@ -496,8 +496,7 @@ class Lab:
             },
         }
         manifest = self.paths.root / "secret.yaml"
-        manifest.write_text(yaml.safe_dump(secret))
-        manifest.chmod(0o600)
+        write_private(manifest, yaml.safe_dump(secret))
         try:
             self.kubectl(
                 "apply", "--server-side", "--field-manager=flywheel-lab", "-f", str(manifest)
@@ -585,6 +584,9 @@ class Lab:
             "FLYWHEEL_EVIDENCE_DIR": str(REPO / "evidence"),
             "FLYWHEEL_LAB_DIR": str(self.paths.root),
             "FLYWHEEL_STATE_DIR": str(REPO / ".flywheel"),
+            # the experiments ship no allowlist: the lab allows its own nodes and namespace
+            "FLYWHEEL_NODE_ALLOWLIST": ",".join(NODES),
+            "FLYWHEEL_NAMESPACE_ALLOWLIST": STATE_NAMESPACE,
         }
         return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
@@ -604,8 +606,7 @@ class Lab:
     def _write_env(self, endpoint: str, creds: dict[str, str]) -> None:
         text = "# written by flywheel-chaos lab up: source it, then run chaos or flywheel-chaos\n"
         text += "\n".join(self.env_lines(endpoint, creds)) + "\n"
-        self.paths.env_file.write_text(text)
-        self.paths.env_file.chmod(0o600)
+        write_private(self.paths.env_file, text)
 
     # ------------------------------------------------------------ down ---
 

@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from harness.processes import write_private
+
 # who signs in as what: (file stem, common name, organisation)
 CLIENTS: tuple[tuple[str, str, str | None], ...] = (
     ("admin", "flywheel-admin", "system:masters"),
@@ -19,11 +21,6 @@ CLIENTS: tuple[tuple[str, str, str | None], ...] = (
     ("scheduler", "system:kube-scheduler", None),
     ("node-agent", "flywheel-node-agent", "system:masters"),
 )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    path.chmod(0o600)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -81,7 +78,7 @@ def ensure_pki(directory: Path) -> None:
             )
             .sign(ca_key, hashes.SHA256())
         )
-        _write_private(ca_key_path, _pem_key(ca_key))
+        write_private(ca_key_path, _pem_key(ca_key))
         ca_cert_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     ca_key_loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
     ca_cert_loaded = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
@@ -123,7 +120,7 @@ def ensure_pki(directory: Path) -> None:
                 critical=False,
             )
         cert = builder.sign(ca_key_loaded, hashes.SHA256())
-        _write_private(directory / f"{stem}.key", _pem_key(key))
+        write_private(directory / f"{stem}.key", _pem_key(key))
         (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     issue("apiserver", _name("kube-apiserver"), server=True)
@@ -131,7 +128,7 @@ def ensure_pki(directory: Path) -> None:
         issue(stem, _name(common, org), server=False)
     if not (directory / "sa.key").exists():
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write_private(directory / "sa.key", _pem_key(sa_key))
+        write_private(directory / "sa.key", _pem_key(sa_key))
         (directory / "sa.pub").write_bytes(
             sa_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -165,5 +162,4 @@ def write_kubeconfig(path: Path, server: str, pki: Path, client: str) -> None:
         ],
         "current-context": "flywheel-lab",
     }
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    path.chmod(0o600)
+    write_private(path, yaml.safe_dump(document, sort_keys=False))

@@ -1,23 +1,33 @@
-"""Survival evidence: one JSON record per run, chained so that nobody can quietly edit it.
+"""Survival evidence: one JSON record per run, chained and signed so that nobody can quietly edit it.
 
 A record says what was done to what and what happened: verdict with reasons,
-fault, target, prober summary, steady states, durations, data integrity.
+fault, target and its fingerprint, the fault's own output (proof that it took
+effect), prober summary, steady states, durations, data integrity.
 
 Tamper evidence, checked by :func:`verify` (and so by the gate):
 
 * every record is written in one canonical form (sorted keys, two-space
   indent, trailing newline), so an edit of any byte either breaks that form
   or changes the content;
-* ``record_sha256`` is the SHA-256 of the canonical record without that field;
+* ``record_sha256`` is the SHA-256 of the canonical record without that field
+  and without ``signature``;
+* ``signature`` (when a signing key is configured, :mod:`harness.record.signing`)
+  is an Ed25519 signature of ``record_sha256``;
 * ``previous_sha256`` is the SHA-256 of the previous record file's bytes in
   the directory (a hash chain; ``null`` for the first);
 * ``journal_sha256`` is the SHA-256 of the redacted Chaos Toolkit journal
   kept next to the record (``journal_file``).
 
+A chain in one directory cannot show that its newest records were deleted:
+the evidence store (:mod:`harness.record.store`) keeps a copy of every record
+and the chain head elsewhere, and ``verify`` compares against it.
+
 Records are validated against the versioned JSON Schema shipped in the
-package on write and on read; writes are atomic and serialised by a lock.
-Secrets never reach a record or a journal copy: credential-looking settings
-and the values of secret variables are replaced by ``"***"``.
+package (v2 for new records; v1 records are still read and shown, never
+counted by the gate) *before* anything is written: a record that fails goes
+to ``rejected/`` with the reason and :class:`RecordRejected` is raised, so
+nothing is lost silently. Writes are atomic and serialised by a lock.
+Secrets never reach a record or a journal copy (:mod:`harness.record.redact`).
 """
 
 from __future__ import annotations
@@ -28,32 +38,71 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-SCHEMA = "flywheel-chaos/evidence/v1"
-REDACTED = "***"
-_SECRET_NAME = re.compile(
-    r"secret|password|passwd|token|credential|access_key|accesskey|private_key|api_key", re.I
-)
-_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+from harness.record.redact import REDACTED, Redactor, known_secrets
+from harness.record.signing import Signer, Verifier
+from harness.record.verdict import decide
+
+SCHEMA_V1 = "flywheel-chaos/evidence/v1"
+SCHEMA_V2 = "flywheel-chaos/evidence/v2"
+SCHEMA = SCHEMA_V2
+SCHEMA_FILES = {SCHEMA_V1: "evidence-v1.schema.json", SCHEMA_V2: "evidence.schema.json"}
+PASSING = frozenset({"survived", "passed"})
+REJECTED_DIR = "rejected"
+
+__all__ = [
+    "PASSING",
+    "REDACTED",
+    "SCHEMA",
+    "RecordRejected",
+    "Verified",
+    "canonical",
+    "decide",
+    "evidence_dir",
+    "harness_version",
+    "new_record",
+    "record_files",
+    "redact",
+    "self_hash",
+    "sha256",
+    "verify",
+    "write_record",
+]
+
+
+class RecordRejected(Exception):
+    """A record failed validation: kept under ``rejected/`` with the reason, not in the chain."""
+
+    def __init__(self, reason: str, path: Path) -> None:
+        super().__init__(f"evidence record rejected ({reason}); kept in {path}")
+        self.reason = reason
+        self.path = path
+
+
+def harness_version() -> str:
+    try:
+        return version("flywheel-chaos")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def evidence_dir() -> Path:
     return Path(os.environ.get("FLYWHEEL_EVIDENCE_DIR") or "evidence").resolve()
 
 
-def _schema() -> dict[str, Any]:
-    text = resources.files("harness.record").joinpath("evidence.schema.json").read_text()
+def _schema(name: str = SCHEMA) -> dict[str, Any]:
+    text = resources.files("harness.record").joinpath(SCHEMA_FILES[name]).read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -69,90 +118,14 @@ def sha256(data: bytes) -> str:
 
 
 def self_hash(record: dict[str, Any]) -> str:
-    return sha256(canonical({k: v for k, v in record.items() if k != "record_sha256"}))
+    return sha256(
+        canonical({k: v for k, v in record.items() if k not in ("record_sha256", "signature")})
+    )
 
 
-def secret_values() -> list[str]:
-    """Values that must never be written: credentials in the environment."""
-    values = [os.environ.get(name, "") for name in _SECRET_ENV]
-    values += [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 6]
-    return sorted({v for v in values if v and len(v) >= 6}, key=len, reverse=True)
-
-
-def redact(document: Any, secrets: list[str] | None = None) -> Any:
-    """A copy with credential-looking settings and known secret values replaced."""
-    known = secret_values() if secrets is None else secrets
-
-    def walk(value: Any, key: str = "") -> Any:
-        if isinstance(value, dict):
-            if key == "secrets":
-                return {k: REDACTED for k in value}
-            return {k: walk(v, str(k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v, key) for v in value]
-        if isinstance(value, str):
-            if key and _SECRET_NAME.search(key) and value:
-                return REDACTED
-            for secret in known:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
-            return value
-        return value
-
-    return walk(document)
-
-
-def decide(
-    journal: dict[str, Any],
-    summary: dict[str, Any] | None,
-    fault_actions: list[dict[str, Any]],
-    refused: str | None,
-) -> tuple[str, list[str]]:
-    """The verdict of a run and the reasons for it."""
-    reasons: list[str] = []
-    status = journal.get("status")
-    steady = journal.get("steady_states") or {}
-    before = (steady.get("before") or {}).get("steady_state_met")
-    after = (steady.get("after") or {}).get("steady_state_met")
-    if refused:
-        return "aborted", [refused]
-    if status in ("interrupted", "aborted"):
-        return "aborted", [f"the run was {status}"]
-    if before is False:
-        return "error", ["the steady state did not hold before the fault: nothing was proven"]
-    failed = [a["name"] for a in fault_actions if a.get("status") != "succeeded"]
-    if failed:
-        return "error", [f"fault action(s) failed: {', '.join(str(f) for f in failed)}"]
-    if summary is None:
-        return "error", ["no survival measurement"]
-    if journal.get("deviated") or after is False:
-        reasons.append("the steady state did not hold after the fault")
-    if summary.get("within_budget") is False:
-        reasons.append(
-            f"longest outage {summary['longest_outage_ms']:.0f} ms exceeds the budget {summary['budget_ms']:.0f} ms"
-        )
-    if not summary.get("recovered"):
-        reasons.append("the state authority had not recovered when measurement ended")
-    if summary.get("state_key_missing"):
-        # the RustFS incident's shape: a plan at that moment would have seen an empty state
-        reasons.append(
-            f"the state key was reported missing {summary['state_key_missing']} time(s) "
-            "while the fault was live (NoSuchKey/NoSuchBucket, not unreachable)"
-        )
-    for overlap in (o for a in fault_actions for o in a.get("volume_overlap") or []):
-        # two servers on one single-writer data directory: the proof is void
-        reasons.append(
-            f"replacement pod {overlap['replacement_pod']} ran on ReadWriteOnce claim "
-            f"{overlap['claim']} for {overlap['overlap_s']:.1f} s while {overlap['deleted_pod']} "
-            "still held it (two writers on one volume; use ReadWriteOncePod or a StatefulSet)"
-        )
-    if reasons:
-        return "not-survived", reasons
-    if not fault_actions:
-        return "survived", ["steady state held; no fault action ran"]
-    return "survived", [
-        f"steady state held; longest outage {summary['longest_outage_ms']:.0f} ms within budget"
-    ]
+def redact(document: Any, secrets: Mapping[str, Any] | None = None) -> Any:
+    """A copy with secret-named fields, URL user-info and every known secret value replaced."""
+    return Redactor(known_secrets(secrets)).document(document)
 
 
 def new_record(**fields: Any) -> dict[str, Any]:
@@ -162,6 +135,7 @@ def new_record(**fields: Any) -> dict[str, Any]:
         "kind": "experiment",
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
         "host": socket.gethostname(),
+        "harness_version": harness_version(),
         "dry_run": False,
         "reasons": [],
         **fields,
@@ -194,28 +168,66 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _reject(
+    target: Path, name: str, document: dict[str, Any], journal: bytes | None, reason: str
+) -> RecordRejected:
+    folder = target / REJECTED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(
+        folder / f"{name}.json",
+        canonical({"rejected_because": reason, "record": document}),
+    )
+    if journal is not None:
+        _atomic_write(folder / f"{name}.journal.json", journal)
+    return RecordRejected(reason, folder / f"{name}.json")
+
+
 def write_record(
-    record: dict[str, Any], directory: Path | None = None, journal: dict[str, Any] | None = None
+    record: dict[str, Any],
+    directory: Path | None = None,
+    journal: dict[str, Any] | None = None,
+    redactor: Redactor | None = None,
+    signer: Signer | None = None,
 ) -> Path:
-    """Validate, redact, chain and write ``record`` (and its journal copy); returns its path."""
+    """Validate, redact, chain, sign and write ``record`` (and its journal copy); returns its path.
+
+    Validation comes first: a record that fails it is written to
+    ``rejected/`` with the reason, nothing enters the chain, and
+    :class:`RecordRejected` is raised. ``redactor`` defaults to one built from
+    every known secret (environment, boto profiles, kubeconfig).
+    """
     target = directory or evidence_dir()
+    scrub = redactor or Redactor(known_secrets())
     with _locked(target):
         existing = record_files(target)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        name = f"{stamp}-{record.get('fault') or record.get('kind')}-{record['id']}"
-        document = redact(dict(record))
-        if journal is not None:
-            journal_bytes = canonical(redact(journal))
-            journal_path = target / f"{name}.journal.json"
-            _atomic_write(journal_path, journal_bytes)
-            document["journal_file"] = journal_path.name
+        name = f"{stamp}-{record.get('fault') or record.get('kind')}-{record.get('id')}"
+        # the journal first: secrets it holds under secret-named keys are then known
+        # to the redactor when the record (which may quote them) is redacted
+        journal_bytes = canonical(scrub.document(journal)) if journal is not None else None
+        document = scrub.document(dict(record))
+        if journal_bytes is not None:
+            document["journal_file"] = f"{name}.journal.json"
             document["journal_sha256"] = sha256(journal_bytes)
         else:
             document.setdefault("journal_file", None)
             document.setdefault("journal_sha256", None)
         document["previous_sha256"] = sha256(existing[-1].read_bytes()) if existing else None
+        document.pop("signature", None)
         document["record_sha256"] = self_hash(document)
-        jsonschema.validate(document, _schema())
+        if signer is not None:
+            document["signature"] = signer.sign(document["record_sha256"])
+        try:
+            jsonschema.validate(document, _schema(str(document.get("schema", SCHEMA))))
+        except (jsonschema.ValidationError, KeyError) as exc:
+            reason = (
+                f"schema: {exc.message} at {'/'.join(str(p) for p in exc.absolute_path) or '/'}"
+                if isinstance(exc, jsonschema.ValidationError)
+                else f"unknown schema {document.get('schema')!r}"
+            )
+            raise _reject(target, name, document, journal_bytes, reason) from exc
+        if journal_bytes is not None:
+            _atomic_write(target / f"{name}.journal.json", journal_bytes)
         path = target / f"{name}.json"
         _atomic_write(path, canonical(document))
         return path
@@ -233,13 +245,19 @@ class Verified:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def schema(self) -> str:
+        return str((self.record or {}).get("schema", ""))
 
-def verify(directory: Path | None = None) -> list[Verified]:
-    """Read every record in chain order and check form, schema, hashes and chain."""
+
+def verify(directory: Path | None = None, verifier: Verifier | None = None) -> list[Verified]:
+    """Read every record in chain order and check form, schema, hashes, chain and signatures.
+
+    With ``verifier``, every v2 record must carry a valid signature by its key.
+    """
     target = directory or evidence_dir()
     results: list[Verified] = []
     previous: bytes | None = None
-    schema = _schema()
     for path in record_files(target):
         data = path.read_bytes()
         problems: list[str] = []
@@ -252,10 +270,14 @@ def verify(directory: Path | None = None) -> list[Verified]:
             problems.append("not a JSON object")
             record = None
         if record is not None:
-            try:
-                jsonschema.validate(record, schema)
-            except jsonschema.ValidationError as exc:
-                problems.append(f"schema: {exc.message}")
+            schema_name = str(record.get("schema", ""))
+            if schema_name not in SCHEMA_FILES:
+                problems.append(f"unknown schema {schema_name!r}")
+            else:
+                try:
+                    jsonschema.validate(record, _schema(schema_name))
+                except jsonschema.ValidationError as exc:
+                    problems.append(f"schema: {exc.message}")
             if canonical(record) != data:
                 problems.append("not in canonical form (edited by hand?)")
             if record.get("record_sha256") != self_hash(record):
@@ -270,6 +292,10 @@ def verify(directory: Path | None = None) -> list[Verified]:
                     problems.append(f"journal copy {journal_file} is missing")
                 elif sha256(journal_path.read_bytes()) != record.get("journal_sha256"):
                     problems.append(f"journal copy {journal_file} does not match journal_sha256")
+            if verifier is not None and schema_name == SCHEMA_V2:
+                wrong = verifier.problem(str(record.get("record_sha256")), record.get("signature"))
+                if wrong:
+                    problems.append(f"signature: {wrong}")
         results.append(Verified(path, record, problems))
         previous = data
     return results

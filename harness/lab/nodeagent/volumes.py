@@ -10,6 +10,7 @@ from kubernetes import client
 
 from harness.lab.nodeagent.kube import API_TIMEOUT
 from harness.lab.nodeagent.runtime import PodRunner
+from harness.processes import write_private
 
 
 def materialise(
@@ -35,9 +36,7 @@ def materialise(
             target.mkdir(parents=True, exist_ok=True)
             target.chmod(0o700)
             for key, value in (secret.data or {}).items():
-                path = target / key
-                path.write_bytes(base64.b64decode(value))
-                path.chmod(0o600)
+                write_private(target / key, base64.b64decode(value))
         elif volume.config_map is not None:
             cm = core.read_namespaced_config_map(
                 volume.config_map.name, runner.namespace, _request_timeout=API_TIMEOUT

@@ -1,0 +1,68 @@
+"""Writing a record the whole way: fingerprint, signature, the chain, then the evidence store.
+
+:func:`record` is what every writer of evidence calls (the evidence control,
+``guard --record``): it signs with the configured key, writes the record
+(validated first; :class:`~harness.record.evidence.RecordRejected` when it
+fails) and publishes the chain head to the store when one is configured. A
+store that cannot be reached never loses the record: it stays in the
+directory, the result says the head was not published, and ``evidence push``
+publishes it later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.record.evidence import evidence_dir, harness_version, write_record
+from harness.record.posture import Target, fingerprint, read_target
+from harness.record.redact import Redactor
+from harness.record.signing import load_signer
+from harness.record.store import load_store, publish
+from probes.s3client import StateAuthority
+
+
+@dataclass(frozen=True)
+class Recorded:
+    path: Path
+    store: str | None
+    """None without a store; else what happened to the chain head."""
+    published: bool
+
+
+def target_fingerprint(authority: StateAuthority, namespace: str = "") -> dict[str, Any]:
+    """The live fingerprint of ``authority`` and its workloads (``error`` when unreadable)."""
+    return fingerprint(
+        read_target(Target.from_env(namespace)),
+        authority.endpoint,
+        authority.bucket,
+        authority.key,
+        harness_version(),
+    )
+
+
+def record(
+    document: dict[str, Any],
+    journal: dict[str, Any] | None = None,
+    redactor: Redactor | None = None,
+    directory: Path | None = None,
+) -> Recorded:
+    """Sign, write and publish ``document``; see the module docstring."""
+    folder = directory or evidence_dir()
+    path = write_record(document, folder, journal=journal, redactor=redactor, signer=load_signer())
+    try:
+        store = load_store()
+        if store is None:
+            return Recorded(path, None, False)
+        result = publish(folder, store, load_signer())
+    except Exception as exc:  # the record is safe in the directory; say what was not done
+        return Recorded(
+            path,
+            f"the chain head was NOT published to the evidence store ({exc}); "
+            "run 'flywheel-chaos evidence push' when it is reachable",
+            False,
+        )
+    return Recorded(
+        path, f"published to {result['store']} ({len(result['uploaded'])} file(s))", True
+    )

@@ -1,0 +1,160 @@
+"""Verdict rules (pure logic): survived needs proof the fault happened and a prober that watched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.controls.prober import Sample, summarize
+from harness.record.verdict import decide, fault_effect
+
+NS = "nix-cache"
+DRAIN_OUTPUT = {
+    "node": "bumble",
+    "dry_run": False,
+    "pods": [
+        {"pod": "nix-cache/attic-rustfs-openebs-x", "evicted_at": "2026-11-28T00:00:00+00:00"}
+    ],
+}
+
+
+def _journal(
+    status: str = "completed", deviated: bool = False, before: bool = True, after: bool = True
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "deviated": deviated,
+        "steady_states": {
+            "before": {"steady_state_met": before},
+            "after": {"steady_state_met": after},
+        },
+    }
+
+
+def _summary(**changes: Any) -> dict[str, Any]:
+    heads = [Sample("head", 100.0 + i * 0.1, True, 5.0) for i in range(10)]
+    return {**summarize(heads, 100.0, 101.0, budget_ms=5000.0), **changes}
+
+
+def _drain(output: dict[str, Any] | None = None, status: str = "succeeded") -> list[dict[str, Any]]:
+    return [{"name": "drain", "status": status, "output": output or DRAIN_OUTPUT}]
+
+
+def _decide(
+    actions: list[dict[str, Any]] | None = None,
+    summary: dict[str, Any] | None = None,
+    journal: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> tuple[str, list[str]]:
+    actions = _drain() if actions is None else actions
+    return decide(
+        journal or _journal(),
+        _summary() if summary is None else summary,
+        actions,
+        kwargs.pop("refused", None),
+        effect=fault_effect(actions, NS),
+        **kwargs,
+    )
+
+
+def test_a_run_that_evicted_the_authority_within_budget_survived() -> None:
+    verdict, reasons = _decide()
+    assert verdict == "survived"
+    assert "nix-cache/attic-rustfs-openebs-x evicted" in reasons[0]
+
+
+def test_outages_steady_states_and_failures_keep_their_verdicts() -> None:
+    assert (
+        _decide(summary=_summary(within_budget=False, longest_outage_ms=9000.0))[0]
+        == "not-survived"
+    )
+    assert _decide(journal=_journal(deviated=True, after=False))[0] == "not-survived"
+    assert _decide(journal=_journal(before=False))[0] == "error"
+    assert _decide(actions=_drain(status="failed"))[0] == "error"
+    assert _decide(journal=_journal(status="interrupted"))[0] == "aborted"
+    assert _decide(refused="another experiment holds the lease")[0] == "aborted"
+
+
+def test_no_fault_action_is_never_survived() -> None:
+    verdict, reasons = _decide(actions=[])
+    assert verdict == "aborted"
+    assert reasons == ["fault did not take effect: no fault action ran"]
+
+
+def test_a_dry_run_fault_is_never_survived() -> None:
+    verdict, reasons = _decide(actions=_drain({**DRAIN_OUTPUT, "dry_run": True}))
+    assert verdict == "aborted"
+    assert reasons == ["fault did not take effect: a fault action ran as a dry run"]
+
+
+def test_a_drain_of_a_node_without_the_authority_is_never_survived() -> None:
+    other = {
+        "node": "sting",
+        "dry_run": False,
+        "pods": [{"pod": "default/web-1", "evicted_at": "x"}],
+    }
+    verdict, reasons = _decide(actions=_drain(other))
+    assert verdict == "aborted"
+    assert reasons[0].startswith("fault did not take effect: no pod of the state authority")
+
+
+def test_a_confirmed_node_fault_counts_as_taking_effect() -> None:
+    output = {
+        "node": "bumble",
+        "dry_run": False,
+        "confirmed": True,
+        "confirmation": "bumble NotReady after 11.2 s",
+    }
+    assert _decide(actions=_drain(output))[0] == "survived"
+
+
+def test_a_prober_gap_over_one_second_is_an_error_naming_the_gap() -> None:
+    heads = [Sample("head", 100.0 + i * 0.1, True, 5.0) for i in range(5)]
+    heads += [Sample("head", 102.5 + i * 0.1, True, 5.0) for i in range(5)]
+    summary = summarize(heads, 100.0, 103.0, budget_ms=5000.0)
+    verdict, reasons = _decide(summary=summary)
+    assert verdict == "error"
+    assert "gap of 2095.0 ms" in reasons[0]
+
+
+def test_a_lost_lease_aborts_the_run() -> None:
+    verdict, reasons = _decide(lease_lost="lease lost: the lease is now held by thief")
+    assert (verdict, reasons) == ("aborted", ["lease lost: the lease is now held by thief"])
+
+
+def test_a_state_key_reported_missing_even_briefly_is_not_survived() -> None:
+    heads = [
+        Sample("head", 100.0 + i * 0.1, i != 2, 5.0, None if i != 2 else "no-such-key")
+        for i in range(10)
+    ]
+    summary = summarize(heads, 100.0, 101.0, budget_ms=30000)
+    assert summary["within_budget"] is True and summary["state_key_missing"] == 1
+    verdict, reasons = _decide(summary=summary)
+    assert verdict == "not-survived"
+    assert reasons == [
+        "the state key was reported missing 1 time(s) while the fault was live "
+        "(NoSuchKey/NoSuchBucket, not unreachable)"
+    ]
+
+
+def test_a_replacement_running_on_the_deleted_pods_volume_makes_the_run_not_survived() -> None:
+    overlap = {
+        "claim": "attic-rustfs-openebs-data",
+        "deleted_pod": "attic-rustfs-openebs-a",
+        "replacement_pod": "attic-rustfs-openebs-b",
+        "overlap_s": 4.988,
+    }
+    output = {"namespace": NS, "dry_run": False, "deleted": [{"name": "attic-rustfs-openebs-a"}]}
+    action = {
+        "name": "delete-pod",
+        "status": "succeeded",
+        "output": output,
+        "volume_overlap": [overlap],
+    }
+    verdict, reasons = _decide(actions=[action])
+    assert verdict == "not-survived"
+    assert reasons == [
+        "replacement pod attic-rustfs-openebs-b ran on ReadWriteOnce claim "
+        "attic-rustfs-openebs-data for 5.0 s while attic-rustfs-openebs-a still held it "
+        "(two writers on one volume; use ReadWriteOncePod or a StatefulSet)"
+    ]
+    assert _decide(actions=[{**action, "volume_overlap": []}])[0] == "survived"
