@@ -358,9 +358,7 @@ def clear_intents(core: client.CoreV1Api, node: str, kind: str, owner: str | Non
     forget_intent_files(node, kind, owner)
 
     def drop(current: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        remaining = [
-            i for i in current if not (i.get("kind") == kind and i.get("run_id") == owner)
-        ]
+        remaining = [i for i in current if not (i.get("kind") == kind and i.get("run_id") == owner)]
         return None if len(remaining) == len(current) else remaining
 
     try:
