@@ -9,17 +9,14 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 from kubernetes.client.rest import ApiException
 
+from actions import nodeloss
 from actions.cluster import (
     API_TIMEOUT,
     SafetyRefusal,
@@ -106,21 +103,56 @@ def undo_intent(
     """Undo one recorded change (``kind`` with its ``undo`` record) and forget run ``owner``'s intent.
 
     The one place that knows how each fault is undone: the rollback actions
-    and ``flywheel-chaos recover`` both call it.
+    and ``flywheel-chaos recover`` both call it. When the node does not come
+    back in time the intent stays (for ``recover``) and this raises
+    ``ActivityFailed`` naming what an operator runs by hand.
     """
     if kind == "cordon":
         keep = bool(undo.get("unschedulable"))
         _set_unschedulable(core, node, keep)
         result: dict[str, Any] = {"node": node, "unschedulable": keep}
     elif kind == "unavailable":
-        thawed = bool(undo.get("thaw_lab_node") and undo.get("lab_dir"))
-        if thawed:
-            _lab_node("start", node, str(undo["lab_dir"]))
-        removed = bool(undo.get("remove_taint")) and _remove_unreachable_taint(core, node)
-        result = {"node": node, "thawed": thawed, "taint_removed": removed}
+        result = _bring_back(core, node, undo)
     else:
         raise ActivityFailed(f"unknown rollback intent kind {kind!r} on {node}")
     clear_intents(core, node, kind, owner)
+    return result
+
+
+def _bring_back(core: Any, node: str, undo: dict[str, Any]) -> dict[str, Any]:
+    method = str(undo.get("method") or ("lab-freeze" if undo.get("thaw_lab_node") else "taint"))
+    lab = str(undo.get("lab_dir") or "")
+    result: dict[str, Any] = {"node": node, "method": method}
+    by_hand = f"start the node's kubelet (on {node}: sudo systemctl start {undo.get('kubelet_unit') or 'kubelet'})"
+    if method == "kubelet-stop":
+        pass  # the host's own timer starts the kubelet: wait for it
+    elif method == "command":
+        result["start"] = nodeloss.run_command(
+            str(undo.get("start_command") or ""),
+            node,
+            float(undo.get("command_timeout_s") or 60),
+            "start",
+        )
+        by_hand = f"run the start command by hand: {undo.get('start_command')}"
+    elif method in nodeloss.LAB_METHODS or undo.get("thaw_lab_node"):
+        want = "on" if method == "lab-crash" else "thaw"
+        result["power"] = nodeloss.power(lab, node, want).get("state")
+        result["thawed" if want == "thaw" else "restarted"] = True
+        by_hand = f"flywheel-chaos lab --lab-dir {lab} node start {node}"
+    if undo.get("remove_taint"):  # intents written by earlier versions
+        result["taint_removed"] = _remove_unreachable_taint(core, node)
+    if method != "taint":
+        within = float(undo.get("ready_within_s") or 180)
+        ready, seconds, last = nodeloss.wait_ready(core, node, True, within, f"{node} back")
+        if not ready:
+            raise ActivityFailed(
+                f"node {node} is not Ready {seconds:.0f} s after the {method} fault (Ready={last}); "
+                f"{by_hand}, then run flywheel-chaos recover (the intent stays until then)"
+            )
+        result["kubelet_ready"] = True
+        result["ready_after_s"] = seconds
+    if method == "kubelet-stop" and undo.get("helper_namespace"):
+        result["helper_deleted"] = nodeloss.delete_helper(core, node, str(undo["helper_namespace"]))
     return result
 
 
@@ -349,29 +381,23 @@ def _wait_gone(core: Any, node: str, results: list[dict[str, Any]], deadline: fl
         )
 
 
-def _lab_cli() -> list[str] | None:
-    beside = Path(sys.executable).parent / "flywheel-chaos"
-    found = str(beside) if beside.exists() else shutil.which("flywheel-chaos")
-    return [found] if found else None
-
-
-def _lab_node(action: str, name: str, lab_dir: str) -> None:
-    cli = _lab_cli()
-    if cli is None:
-        raise ActivityFailed("cannot silence a lab node: flywheel-chaos is not installed")
-    result = subprocess.run(
-        [*cli, "lab", "--lab-dir", lab_dir, "node", action, name],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ActivityFailed(f"lab node {action} {name} failed: {result.stderr.strip()[-500:]}")
+def _setting(configuration: Configuration, key: str, env: str, default: str = "") -> str:
+    value = (configuration or {}).get(key)
+    return str(value) if value not in (None, "") else os.environ.get(env, default)
 
 
 def make_node_unavailable(
     name: str = "bumble",
+    method: str = "",
+    duration_s: float = 60.0,
+    kubelet_unit: str = "kubelet",
+    helper_image: str = "docker.io/library/busybox:1.36",
+    helper_namespace: str = "flywheel-chaos",
+    stop_command: str = "",
+    start_command: str = "",
+    command_timeout_s: float = 60.0,
+    confirm_within_s: float = 90.0,
+    ready_within_s: float = 0.0,
     silence_lab_agent: bool = False,
     lab_dir: str = "",
     min_ready_nodes: int = 1,
@@ -379,52 +405,145 @@ def make_node_unavailable(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Result:
-    """Make node ``name`` unavailable as the node lifecycle controller sees a lost node.
+    """Make node ``name`` unavailable the way a real cluster feels it, and confirm that it is.
 
-    Applies the ``node.kubernetes.io/unreachable:NoExecute`` taint; in the
-    lab, with ``silence_lab_agent``, also freezes the node's agent and pods
-    (no heartbeats, no answers), so the controller itself marks it NotReady;
-    outside the lab (no ``FLYWHEEL_LAB_DIR``) ``silence_lab_agent`` does nothing.
-    Writes the rollback intent first. Returns ``{"node", "tainted",
-    "silenced", "dry_run"}``. Raises ``ActivityFailed`` when refused.
+    ``method`` (default: ``flywheel_node_fault_method`` in the configuration,
+    ``FLYWHEEL_NODE_FAULT_METHOD``, else ``kubelet-stop``):
+
+    * ``kubelet-stop``: a privileged helper pod on the node (``hostPID``,
+      ``nsenter`` into the host) schedules the kubelet's start in
+      ``duration_s`` as a host timer (the dead-man switch), then stops the
+      ``kubelet_unit`` (``kubelet``; k3s ``k3s``/``k3s-agent``, rke2
+      ``rke2-agent``). Needs ``deploy/opt-in/node-fault.yaml`` (a namespace that
+      allows privileged pods, ``helper_namespace``, and the RBAC to create them).
+    * ``command``: runs ``stop_command`` (``flywheel_node_stop_command``,
+      ``FLYWHEEL_NODE_STOP_COMMAND``; ``{node}`` is replaced), no shell, with
+      ``command_timeout_s``; the rollback runs ``start_command``.
+    * ``lab-freeze`` / ``lab-crash``: only in a lab (``lab_dir`` or
+      ``FLYWHEEL_LAB_DIR``): a hung node, or a power loss of its agent and pods.
+    * ``taint`` is refused: a hand-made unreachable taint on a Ready node is
+      removed by the node lifecycle controller and tolerated by pods for 300 s.
+
+    Checks the node and namespace allowlists (every pod the lost node would
+    displace must be in an allowlisted namespace), ``min_ready_nodes`` and the
+    lease; writes its rollback intent first; with ``dry_run`` returns the plan
+    (with the pods it would displace) and changes nothing. Then confirms the
+    fault: the node's Ready condition leaves True within ``confirm_within_s``
+    (for ``lab-crash``, the processes are gone). Returns ``{"node", "method",
+    "dry_run", "confirmed", "confirmation", "displaced", ...}``; an unconfirmed
+    fault makes the run's verdict ``aborted``, never survived.
     """
+    lab = lab_dir or _setting(configuration, "flywheel_lab_dir", "FLYWHEEL_LAB_DIR")
+    chosen = method or _setting(
+        configuration, "flywheel_node_fault_method", "FLYWHEEL_NODE_FAULT_METHOD"
+    )
+    if not chosen:
+        chosen = "lab-freeze" if silence_lab_agent and lab else "kubelet-stop"
+    duration = float(duration_s)
+    if chosen == "taint":
+        raise SafetyRefusal(
+            "refused: method 'taint' injects nothing on a Ready node: the node lifecycle "
+            "controller removes a hand-made unreachable taint within one monitor period and pods "
+            "tolerate it for 300 s (hint: use kubelet-stop, command, or a lab method)"
+        )
+    if chosen not in nodeloss.METHODS:
+        raise SafetyRefusal(
+            f"refused: unknown node fault method {chosen!r} (hint: one of {', '.join(nodeloss.METHODS)})"
+        )
+    if chosen in nodeloss.LAB_METHODS and not lab:
+        raise SafetyRefusal(
+            f"refused: {chosen} freezes or kills lab processes and there is no lab here "
+            "(FLYWHEEL_LAB_DIR is unset) (hint: on a real cluster use kubelet-stop or command)"
+        )
+    stop = stop_command or _setting(
+        configuration, "flywheel_node_stop_command", "FLYWHEEL_NODE_STOP_COMMAND"
+    )
+    start = start_command or _setting(
+        configuration, "flywheel_node_start_command", "FLYWHEEL_NODE_START_COMMAND"
+    )
+    if chosen == "command" and not (stop and start):
+        raise SafetyRefusal(
+            "refused: method 'command' needs both a stop and a start command (hint: set "
+            "FLYWHEEL_NODE_STOP_COMMAND and FLYWHEEL_NODE_START_COMMAND; {node} is the node)"
+        )
     check_node_allowed(name, configuration)
     core = core_api(configuration)
-    node = read_node(core, name)
-    check_min_ready(core, name, min_ready_nodes)
-    lab = (
-        lab_dir
-        or (configuration or {}).get("flywheel_lab_dir")
-        or os.environ.get("FLYWHEEL_LAB_DIR", "")
-    )
-    # outside the lab there is no agent to silence: the taint is the whole fault
-    silence_lab_agent = bool(silence_lab_agent and lab)
-    taints = list(node.spec.taints or [])
-    had_taint = any(t.key == UNREACHABLE_TAINT and t.effect == "NoExecute" for t in taints)
-    plan = {
+    read_node(core, name)
+    check_min_ready(core, name, int(min_ready_nodes))
+    displaced = [
+        f"{p.metadata.namespace}/{p.metadata.name}"
+        for p in nodeloss.displaced_pods(core, name, helper_namespace)
+    ]
+    for namespace in sorted({d.split("/", 1)[0] for d in displaced}):
+        check_namespace_allowed(namespace, configuration)
+    back_within = float(ready_within_s) or duration + 120.0
+    plan: dict[str, Any] = {
         "node": name,
-        "taint": f"{UNREACHABLE_TAINT}:NoExecute",
-        "silence_lab_agent": silence_lab_agent,
+        "method": chosen,
+        "duration_s": duration if chosen == "kubelet-stop" else None,
+        "displaced": displaced,
     }
     if dry_run:
-        return {**plan, "dry_run": True}
+        return {**plan, "dry_run": True, "confirmed": False}
     require_lease(configuration)
     write_intent(
         core,
         "unavailable",
         name,
-        {"remove_taint": not had_taint, "thaw_lab_node": bool(silence_lab_agent), "lab_dir": lab},
+        {
+            "method": chosen,
+            "lab_dir": lab,
+            "start_command": start if chosen == "command" else "",
+            "command_timeout_s": float(command_timeout_s),
+            "kubelet_unit": kubelet_unit,
+            "helper_namespace": helper_namespace if chosen == "kubelet-stop" else "",
+            "ready_within_s": back_within,
+        },
     )
-    if not had_taint:
-        new = [t.to_dict() for t in taints] + [
-            {"key": UNREACHABLE_TAINT, "effect": "NoExecute", "time_added": _now()}
-        ]
-        core.patch_node(
-            name, {"spec": {"taints": [_taint_body(t) for t in new]}}, _request_timeout=API_TIMEOUT
+    injected: dict[str, Any] = {}
+    if chosen == "kubelet-stop":
+        try:
+            injected["helper_pod"] = nodeloss.start_helper(
+                core, name, helper_namespace, helper_image, kubelet_unit, duration
+            )
+        except ActivityFailed as exc:  # nothing was injected: the run proves nothing
+            logger.warning("%s", exc)
+            return {
+                **plan,
+                "dry_run": False,
+                "confirmed": False,
+                "confirmation": f"not injected: {exc}",
+            }
+    elif chosen == "command":
+        injected["stop"] = nodeloss.run_command(stop, name, float(command_timeout_s), "stop")
+    else:
+        state = nodeloss.power(lab, name, "freeze" if chosen == "lab-freeze" else "off")
+        injected["power"] = state.get("state")
+        injected["killed_pids"] = state.get("killed", [])
+    confirmed, seconds, last = nodeloss.wait_ready(
+        core, name, False, float(confirm_within_s), f"{name} lost"
+    )
+    confirmation = f"{name} Ready={last} after {seconds:.1f} s"
+    if chosen == "lab-crash" and injected.get("power") == "off":
+        confirmed = True
+        confirmation = f"{name}'s agent and pods killed ({len(injected['killed_pids'])} process group(s)); {confirmation}"
+    if not confirmed:
+        logger.warning(
+            "%s did not take effect on %s: Ready is still %s after %.0f s",
+            chosen,
+            name,
+            last,
+            seconds,
         )
-    if silence_lab_agent:
-        _lab_node("stop", name, lab)
-    return {**plan, "tainted": True, "silenced": silence_lab_agent, "dry_run": False}
+    return {
+        **plan,
+        **injected,
+        "dry_run": False,
+        "confirmed": confirmed,
+        "confirmation": confirmation
+        if confirmed
+        else f"not confirmed: {name} still Ready={last} after {seconds:.1f} s",
+    }
 
 
 def _taint_body(taint: dict[str, Any]) -> dict[str, Any]:
@@ -456,9 +575,13 @@ def restore_node(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Result:
-    """Undo ``make_node_unavailable``: thaw a silenced lab node and remove the taint it added.
+    """Undo ``make_node_unavailable`` of this run and wait until the node is Ready again.
 
-    Uses the recorded intent; safe to run twice. Returns ``{"node",
-    "thawed", "taint_removed"}``.
+    kubelet-stop: waits for the host timer to start the kubelet, then deletes
+    the helper pod; command: runs the start command; lab methods: thaws or
+    powers on the lab node. When the node is not Ready by the intent's
+    deadline it fails loudly with the command an operator runs by hand, and
+    the intent stays for ``flywheel-chaos recover``. Safe to run twice.
+    Returns ``{"node", "method", "kubelet_ready", ...}``.
     """
     return _undo_activity(name, "unavailable", "this run made nothing unavailable", configuration)

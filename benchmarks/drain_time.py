@@ -1,25 +1,36 @@
 """Drain time of bumble in the lab: ours vs chaostoolkit-kubernetes vs kubectl drain.
 
-Each tool drains the same lab pods off bumble once (the state authority and
-six simulated pods of a Deployment pinned to bumble's zone), from "start" to
-"every evicted pod is gone"; bumble is uncordoned and the pods come back
-between tools. Prints seconds and ratios against kubectl.
+Each tool drains the same lab pods off bumble (the state authority and six
+simulated pods of a Deployment pinned to bumble), as its own process, from
+start to exit (each tool waits until every evicted pod is gone). Like for
+like: before every drain bumble is uncordoned (and any rollback intent
+undone with `recover`), all 7 pods are Running and Ready on bumble and the
+state authority serves S3 again; the tools' order rotates from round to
+round. Besides each tool's wall time it reports when the state authority's
+own pod was gone, seen by a watcher in this process, since that pod's
+shutdown (its grace period) dominates every tool.
 
-    python benchmarks/drain_time.py
+    python benchmarks/drain_time.py [--rounds 5]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kubernetes import client, config
 
 from harness.lab.cluster import scratch_lab
 from harness.processes import wait_until
+from harness.recover import recover
+from probes.state_authority import state_authority_serving_within
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,6 +54,9 @@ FILLER = {
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
     root = REPO / ".lab-bench-drain"
     with scratch_lab(root) as lab:
         env = lab.env_values()
@@ -54,21 +68,23 @@ def main() -> int:
 
         def settled() -> bool:
             pods = core.list_namespaced_pod("nix-cache").items
-            running = [
+            ready = [
                 p
                 for p in pods
-                if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+                if p.status.phase == "Running"
+                and p.metadata.deletion_timestamp is None
+                and p.spec.node_name == "bumble"
+                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
             ]
-            return len(running) == 7 and all(p.spec.node_name == "bumble" for p in running)
+            return len(ready) == 7 and len(pods) == 7
 
         def ready_again() -> None:
+            recover()  # undoes our drain's cordon intent
             core.patch_node("bumble", {"spec": {"unschedulable": None}})
-            wait_until(settled, 180, "all 7 pods running on bumble again", interval_s=0.5)
+            wait_until(settled, 180, "all 7 pods Running and Ready on bumble", interval_s=0.5)
+            state_authority_serving_within(within_s=120)
+            time.sleep(2.0)  # settled: no tool starts right behind a fresh start
 
-        ready_again()
-        results: dict[str, float] = {}
-
-        # each tool as its own process, as an operator runs it
         def python(code: str) -> None:
             subprocess.run(
                 [sys.executable, "-c", code],
@@ -80,8 +96,10 @@ def main() -> int:
 
         def ours() -> None:
             python(
-                "from actions.nodes import drain_node; drain_node(name='bumble', timeout_s=300, configuration="
-                "{'flywheel_node_allowlist': 'bumble', 'flywheel_namespace_allowlist': 'nix-cache'})"
+                "from harness.controls.lease import holding_lease\n"
+                "from actions.nodes import drain_node\n"
+                "with holding_lease():\n"
+                "    drain_node(name='bumble', timeout_s=300)"
             )
 
         def chaosk8s() -> None:
@@ -105,25 +123,65 @@ def main() -> int:
                 timeout=320,
             )
 
-        for name, drain in (
+        tools: list[tuple[str, Callable[[], None]]] = [
             ("kubectl drain", kubectl),
             ("flywheel-chaos drain_node", ours),
             ("chaosk8s drain_nodes", chaosk8s),
-        ):
-            started = time.perf_counter()
-            try:
-                drain()
-                results[name] = time.perf_counter() - started
-                print(f"{name:28s} {results[name]:6.1f} s")
-            except subprocess.CalledProcessError as exc:
-                last = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
-                print(f"{name:28s} failed after {time.perf_counter() - started:.1f} s: {last}")
-            ready_again()
-        base = results.get("kubectl drain")
-        if base:
-            for name, seconds in results.items():
-                print(f"  {name:26s} {seconds / base:5.2f}x kubectl")
-        print("targets: ours <= 1.2x kubectl")
+        ]
+        walls: dict[str, list[float]] = {name: [] for name, _ in tools}
+        gone: dict[str, list[float]] = {name: [] for name, _ in tools}
+        ready_again()
+        for round_index in range(args.rounds):
+            order = tools[round_index % 3 :] + tools[: round_index % 3]
+            for name, drain in order:
+                authority = next(
+                    p
+                    for p in core.list_namespaced_pod("nix-cache").items
+                    if p.metadata.name.startswith("attic-rustfs-openebs-")
+                )
+                seen: dict[str, float] = {}
+                started = time.perf_counter()
+
+                def watch(
+                    uid: str = authority.metadata.uid,
+                    t0: float = started,
+                    seen: dict[str, float] = seen,
+                ) -> None:
+                    while time.perf_counter() - t0 < 300:
+                        uids = {p.metadata.uid for p in core.list_namespaced_pod("nix-cache").items}
+                        if uid not in uids:
+                            seen["gone"] = time.perf_counter() - t0
+                            return
+                        time.sleep(0.1)
+
+                watcher = threading.Thread(target=watch, daemon=True)
+                watcher.start()
+                try:
+                    drain()
+                    walls[name].append(time.perf_counter() - started)
+                except subprocess.CalledProcessError as exc:
+                    last = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+                    print(f"{name}: failed after {time.perf_counter() - started:.1f} s: {last}")
+                watcher.join(timeout=60)
+                if "gone" in seen:
+                    gone[name].append(seen["gone"])
+                print(
+                    f"round {round_index + 1} {name:28s} {walls[name][-1] if walls[name] else float('nan'):6.2f} s; "
+                    f"state authority pod gone at {seen.get('gone', float('nan')):5.2f} s",
+                    flush=True,
+                )
+                ready_again()
+        base = statistics.median(walls["kubectl drain"]) if walls["kubectl drain"] else None
+        print(f"median (range) over {args.rounds} rounds, order rotated:")
+        for name, samples in walls.items():
+            if not samples:
+                continue
+            ratio = f"{statistics.median(samples) / base:5.2f}x kubectl" if base else ""
+            print(
+                f"  {name:28s} {statistics.median(samples):6.2f} s ({min(samples):.2f}-{max(samples):.2f}) "
+                f"{ratio}; authority pod gone at median {statistics.median(gone[name]) if gone[name] else float('nan'):.2f} s"
+            )
+        print("target: ours <= 1.2x kubectl")
     return 0
 
 

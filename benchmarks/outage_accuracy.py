@@ -3,9 +3,12 @@
 In a scratch lab, freezes the state authority's S3 process (SIGSTOP of its
 process group) for exactly --freeze seconds, then resumes it, while
   ours  the survival prober (HEAD every 100 ms, windows from sample times)
-  ctk   what Chaos Toolkit's `--hypothesis-strategy continuously` sees: the
-        state-key probe run, then 1.0 s between iterations (its default),
-        turned into windows the same way (it computes none itself)
+  ctk   what Chaos Toolkit's `--hypothesis-strategy continuously` sees at its
+        documented cadence: one HEAD of the state key (a single attempt, no
+        retries, 1 s connect and read timeouts, as a plain probe makes it), then
+        1.0 s between iterations (its default), turned into windows the same
+        way (it computes none itself). Not our probe: its retries and 5 s
+        deadline would wait out a 3 s freeze by construction.
 sample the same endpoint. Prints each one's measured longest outage, its
 error against the truth, and the ratio of the errors.
 
@@ -22,29 +25,32 @@ import threading
 import time
 from pathlib import Path
 
+import botocore.exceptions
+
 from harness.controls.prober import Prober, Sample, outage_windows
 from harness.lab.cluster import scratch_lab
-from probes.failures import StateAuthorityError
-from probes.s3client import load_authority
-from probes.state_authority import _check_state_key, state_authority_serving_within
+from probes.failures import classify
+from probes.s3client import load_authority, new_s3_client
+from probes.state_authority import state_authority_serving_within
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def ctk_loop(authority, stop: threading.Event, samples: list[Sample]) -> None:  # type: ignore[no-untyped-def]
+    client = new_s3_client(authority.with_overrides(connect_timeout_s=1.0, read_timeout_s=1.0))
     while not stop.is_set():
         started_wall, started = time.time(), time.monotonic()
         try:
-            _check_state_key(authority)
+            client.head_object(Bucket=authority.bucket, Key=authority.key)
             samples.append(Sample("head", started_wall, True, (time.monotonic() - started) * 1000))
-        except StateAuthorityError as exc:
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             samples.append(
                 Sample(
                     "head",
                     started_wall,
                     False,
                     (time.monotonic() - started) * 1000,
-                    exc.error_class,
+                    classify(exc, authority).error_class,
                 )
             )
         stop.wait(1.0)
@@ -63,7 +69,7 @@ def main() -> int:
         ours_err, ctk_err = [], []
         for trial in range(1, args.trials + 1):
             state_authority_serving_within(within_s=120)
-            pids = lab.pod_pids()
+            pids = [p for p in lab.pod_pids() if p]
             prober = Prober(authority)
             ctk_samples: list[Sample] = []
             stop = threading.Event()

@@ -196,25 +196,6 @@ def test_node_drain_is_recorded_not_survived_and_the_rollback_recovers(
     _after_each(core, run_env)
 
 
-def test_node_unavailable_is_recorded_not_survived_and_the_rollback_restores_bumble(
-    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
-) -> None:
-    process = _start("node-unavailable.yaml", run_env, tmp_path)
-    output, _ = process.communicate(timeout=600)
-    (record,) = _records(run_env)
-    assert record["verdict"] == "not-survived", output[-3000:]
-    assert record["prober"]["recovered"] is True
-    wait_until(
-        lambda: (
-            next(c.status for c in core.read_node("bumble").status.conditions if c.type == "Ready")
-            == "True"
-        ),
-        60,
-        "bumble to be Ready again",
-    )
-    _after_each(core, run_env)
-
-
 def test_kill_9_in_the_middle_of_a_drain_then_recover_leaves_bumble_schedulable(
     run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
 ) -> None:
@@ -324,7 +305,11 @@ def test_nodes_outside_the_allowlist_or_missing_are_refused_before_anything_chan
 def test_a_dry_run_drain_shows_the_plan_and_changes_nothing(
     run_env: dict[str, str], core: client.CoreV1Api
 ) -> None:
-    before = core.read_node("bumble").metadata.resource_version
+    def node_facts() -> tuple[Any, ...]:
+        node = core.read_node("bumble")  # its status heartbeats change resourceVersion: not ours
+        return (node.spec.unschedulable, node.spec.taints, node.metadata.annotations)
+
+    before = node_facts()
     plan = drain_node(
         name="bumble",
         dry_run=True,
@@ -335,7 +320,7 @@ def test_a_dry_run_drain_shows_the_plan_and_changes_nothing(
     )
     assert plan["dry_run"] is True
     assert [p for p in plan["evict"] if p.startswith("nix-cache/attic-rustfs-openebs-")]
-    assert core.read_node("bumble").metadata.resource_version == before
+    assert node_facts() == before
 
 
 def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
@@ -372,12 +357,13 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     assert live["image_pinned_by_digest"] is True
     assert gate["fingerprint"]["cluster"]["kube_system_uid"]
 
+    rows = {r["requirement"]: r for r in gate["requirements"]}
+    assert rows["ha-restart-volume"]["detail"].startswith(
+        "a Deployment restart runs two servers on attic-rustfs-openebs-data"
+    )
     interim = cli(["gate", "--expect-interim"], run_env)
     assert interim.returncode == 0, interim.stdout + interim.stderr
     assert "mode=interim_expected" in interim.stdout
-    assert "a Deployment restart runs two servers on attic-rustfs-openebs-data" in (
-        " ".join(interim.stdout.split())
-    )
 
     stale = cli(["gate", "--json", "--max-age", "0"], run_env)
     assert {

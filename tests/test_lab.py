@@ -24,7 +24,7 @@ from labkit import disruption_budget, object_bytes, running_lab, s3_client, serv
 from harness.errors import ConfigError, HarnessError
 from harness.lab.build import BINARIES
 from harness.lab.cluster import STATE_NAMESPACE, Lab
-from harness.lab.paths import LabPaths, Ports
+from harness.lab.paths import LabPaths, free_ports
 from harness.processes import pid_alive, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,14 +154,14 @@ def test_up_on_a_running_lab_changes_nothing(lab: Lab) -> None:
 def test_a_second_lab_on_the_same_ports_is_refused_and_starts_nothing(
     lab: Lab, tmp_path: Path
 ) -> None:
-    other = Lab(LabPaths(tmp_path / "other"))
+    other = Lab(LabPaths(tmp_path / "other"), ports=lab.ports)
     with pytest.raises(ConfigError, match="lab ports already in use"):
         other.up(lambda message: None)
     assert not other.read_state().get("components")
 
 
 def test_a_missing_binary_is_named_with_a_hint(tmp_path: Path) -> None:
-    other = Lab(LabPaths(tmp_path / "other"), ports=Ports(offset=300))
+    other = Lab(LabPaths(tmp_path / "other"), ports=free_ports())
     other.bin = tmp_path / "empty-bin"
     with pytest.raises(ConfigError, match=r"lab binaries missing .*etcd") as info:
         other.up(lambda message: None)
@@ -177,7 +177,7 @@ def test_a_component_dying_during_start_reports_its_output_and_leaves_nothing(
         script = fake_bin / name
         script.write_text("#!/bin/sh\necho 'fatal: simulated broken data dir' >&2\nexit 3\n")
         script.chmod(0o755)
-    other = Lab(LabPaths(tmp_path / "broken"), ports=Ports(offset=300))
+    other = Lab(LabPaths(tmp_path / "broken"), ports=free_ports())
     other.bin = fake_bin
     with pytest.raises(HarnessError, match="lab component etcd did not start") as info:
         other.up(lambda message: None)

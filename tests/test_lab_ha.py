@@ -1,4 +1,4 @@
-"""The replicated candidate (``lab up --topology ha``) against the lab's real kube-apiserver.
+"""The replicated candidate (``lab up --topology ha-seaweedfs``) against the lab's real kube-apiserver.
 
 Deterministic facts only: placement, the guard across three gateways, what
 the gate reads, recovery from losing one gateway, and single-writer volumes
@@ -18,10 +18,14 @@ from kubernetes import client, config
 from labkit import cli, fresh_run_env, running_lab
 
 from actions.pods import delete_state_authority_pods
+from harness.controls.lease import holding_lease
 from harness.errors import ConfigError
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.lab.paths import LabPaths
 from harness.processes import wait_until
+from harness.record.evidence import new_record, write_record
+from harness.record.recorder import target_fingerprint
+from probes.s3client import load_authority
 from probes.state_authority import state_authority_serving_within
 
 pytestmark = pytest.mark.lab
@@ -32,6 +36,7 @@ COMPONENTS = ("tofu-meta", "seaweedfs-master", "seaweedfs-volume", "attic-rustfs
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
+    # the old name still works for a release: it is the alias of ha-seaweedfs
     with running_lab(".lab-test-ha", topology="ha") as instance:
         yield instance
 
@@ -88,12 +93,60 @@ def test_the_gate_reads_a_replicated_posture_and_refuses_the_interim_flag(
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["mode"] == "posture_unknown"
-    assert report["facts"]["replicas"] == 3
-    assert report["facts"]["ready_endpoints"] == 3
-    assert report["facts"]["volumes"] == []  # the gateways are stateless
-    assert report["facts"]["restart_shares_volume"] == []
-    assert report["facts"]["openebs_zfs_nodes"] == 3
-    assert report["facts"]["interim_posture"] is False
+    live = report["posture"]
+    assert live["replicas"] == 3 and live["ready_endpoints"] == 3
+    assert live["endpoint_nodes"] == ["bumble", "honey", "sting"]
+    assert live["data_only_on"] == [] and live["restart_shares_volume"] == []
+    assert live["volume_nodes"] == ["bumble", "honey", "sting"]
+    assert live["interim_posture"] is False
+    status = {r["requirement"]: r["status"] for r in report["requirements"]}
+    assert {
+        status[n] for n in ("ha-endpoints", "ha-data", "ha-restart-volume", "ha-volume-nodes")
+    } == {"proven"}
+
+
+def test_with_five_survived_runs_of_every_fault_on_this_posture_the_gate_is_green(
+    lab_env: dict[str, str],
+) -> None:
+    live = target_fingerprint(load_authority())
+    directory = Path(lab_env["FLYWHEEL_EVIDENCE_DIR"])
+    effect = {"took_effect": True, "dry_run": False, "why": "synthetic"}
+
+    def survived(fault: str, fingerprint: dict[str, object]) -> None:
+        write_record(
+            new_record(
+                fault=fault,
+                verdict="survived",
+                fingerprint=fingerprint,
+                fault_effect=effect,
+                prober={"longest_outage_ms": 900.0},
+            ),
+            directory,
+        )
+
+    # five runs against an older image: they prove nothing about this one, and say why
+    older = {**live, "workloads": [{**w, "images": ["sha256:old"]} for w in live["workloads"]]}
+    for _ in range(5):
+        survived("pod-delete", older)
+    stale = json.loads(cli(["gate", "--json"], lab_env).stdout)
+    row = next(r for r in stale["requirements"] if r["requirement"] == "pod-restart")
+    assert row["status"] == "stale" and "image digest changed" in row["detail"], row
+    for fault in ("pod-delete", "node-drain", "node-unavailable"):
+        for _ in range(5):
+            survived(fault, live)
+    for kind, fault in (
+        ("proof", "backup-restore"),
+        ("proof", "tofu-noop-plan"),
+        ("guard", "guard"),
+    ):
+        write_record(
+            new_record(kind=kind, fault=fault, verdict="passed", fingerprint=live), directory
+        )
+    green = cli(["gate"], lab_env)
+    assert green.returncode == 0, green.stdout
+    assert "mode=ha_ready" in green.stdout
+    flag = cli(["gate", "--expect-interim"], lab_env)
+    assert flag.returncode == 1 and "mode=stale_interim_flag" in flag.stdout
 
 
 def test_losing_a_gateway_keeps_state_served_and_a_replacement_returns(
@@ -122,7 +175,8 @@ def test_a_restarted_volume_server_never_shares_its_volume_with_its_replacement(
     )
     assert claim.spec.access_modes == ["ReadWriteOncePod"]
     monkeypatch.setenv("FLYWHEEL_NAMESPACE_ALLOWLIST", STATE_NAMESPACE)
-    result = delete_state_authority_pods(namespace=STATE_NAMESPACE, label_selector=member)
+    with holding_lease():
+        result = delete_state_authority_pods(namespace=STATE_NAMESPACE, label_selector=member)
     (deleted,) = result["deleted"]
     assert deleted["gone_s"] > 0
     # ReadWriteOnce would let the replacement start while the old pod terminates
@@ -148,11 +202,11 @@ def test_up_on_the_running_lab_with_another_topology_changes_nothing_and_says_so
     said: list[str] = []
     Lab(LabPaths(lab.paths.root), topology="interim").up(said.append)
     assert said == [
-        "the lab is already up with topology ha; nothing changed "
+        "the lab is already up with topology ha-seaweedfs; nothing changed "
         "('lab down --clean' first to switch topology)"
     ]
     # without a choice the lab keeps its own topology
-    assert Lab(LabPaths(lab.paths.root)).topology == "ha"
+    assert Lab(LabPaths(lab.paths.root)).topology == "ha-seaweedfs"
 
 
 def test_up_refuses_to_start_another_topology_on_kept_data(tmp_path: Path) -> None:

@@ -51,6 +51,8 @@ def _print_status(args: argparse.Namespace, status: dict[str, Any]) -> None:
             state = "[red]stopped[/]"
         elif component.get("frozen"):
             state = "[yellow]frozen[/]"
+        elif component.get("power") == "off":
+            state = "[red]powered off[/]"
         table.add_row(component["name"], str(component["pid"]), state)
     if status["components"]:
         out.print(table)
@@ -107,11 +109,16 @@ def _cmd_down(args: argparse.Namespace) -> int:
 def _cmd_node(args: argparse.Namespace) -> int:
 
     lab = _lab(args)
-    pids = lab.node_stop(args.node) if args.action == "stop" else lab.node_start(args.node)
+    act = {"stop": lab.node_stop, "crash": lab.node_crash, "start": lab.node_start}[args.action]
+    pids = act(args.node)
     if args.json:
         print_json({"node": args.node, "action": args.action, "pids": pids})
     else:
-        verb = "silenced (heartbeats and pods frozen)" if args.action == "stop" else "resumed"
+        verb = {
+            "stop": "frozen (a hung node: no heartbeats, pods stopped)",
+            "crash": "powered off (agent and pods killed)",
+            "start": "running again",
+        }[args.action]
         out.print(f"node {args.node} {verb}: {len(pids)} process group(s)")
     return EXIT_OK
 
@@ -139,8 +146,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     up.add_argument(
         "--topology",
         default=None,
-        help="topology under lab/topologies: interim (the live read) or ha (a replicated "
-        "candidate); default: the one the lab's kept data belongs to, else interim",
+        help="topology under lab/topologies: interim (the live read), ha-seaweedfs or "
+        "ha-rustfs (replicated candidates; ha is an alias of ha-seaweedfs for one release); "
+        "default: the one the lab's kept data belongs to, else interim",
     )
     up.set_defaults(handler=_cmd_up)
 
@@ -153,7 +161,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     down.add_argument("--clean", action="store_true", help="also delete the lab's data")
     down.set_defaults(handler=_cmd_down)
 
-    node = verbs.add_parser("node", parents=[common], help="make a node go silent or come back")
-    node.add_argument("action", choices=["stop", "start"])
+    node = verbs.add_parser(
+        "node",
+        parents=[common],
+        help="freeze a node (stop), power it off (crash), or bring it back (start)",
+    )
+    node.add_argument("action", choices=["stop", "crash", "start"])
     node.add_argument("node", metavar="NAME")
     node.set_defaults(handler=_cmd_node)

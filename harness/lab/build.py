@@ -1,10 +1,15 @@
-"""Build the lab's control plane from the Go module proxy through the pinned tool modules.
+"""Build the lab's control plane, OpenTofu and RustFS from the registries, pinned and cached.
 
 ``lab/tools/kube`` and ``lab/tools/etcd`` are small wrapper modules (go.mod and
 go.sum committed) because k8s.io/kubernetes and etcd's server carry replace
-directives that ``go install pkg@version`` refuses. Binaries land in a
-per-user cache keyed by the pinned versions; what is already there and
-reports the right version is not rebuilt.
+directives that ``go install pkg@version`` refuses. RustFS is built from
+crates.io with ``cargo install rustfs --version 1.0.1 --locked`` (the crate's
+own Cargo.lock, ``--no-default-features``: the FTPS, WebDAV and GCS extras are
+not S3) and a release profile tuned for build time on 2 cores (see
+:data:`RUSTFS_PROFILE`); it needs ``protoc`` (Debian ``protobuf-compiler``,
+which ``bootstrap.sh`` installs). Binaries land in a per-user cache keyed by
+the pinned versions; what is already there and reports the right version is
+not rebuilt.
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
-from harness.lab.paths import ETCD_VERSION, KUBERNETES_VERSION, TOFU_VERSION, bin_dir
+from harness.lab.paths import (
+    ETCD_VERSION,
+    KUBERNETES_VERSION,
+    RUSTFS_VERSION,
+    TOFU_VERSION,
+    bin_dir,
+    cache_root,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / "lab" / "tools"
@@ -90,6 +102,20 @@ TOFU = Tool(
 TOOL_SETS = (*TOOL_SETS, TOFU)
 
 BINARIES: tuple[str, ...] = tuple(b for tool in TOOL_SETS for b in tool.binaries if b != "tofu")
+"""What ``lab up`` needs (OpenTofu is for the proofs; RustFS for its topologies, checked there)."""
+
+RUSTFS_PROFILE = {
+    "CARGO_PROFILE_RELEASE_OPT_LEVEL": "1",
+    "CARGO_PROFILE_RELEASE_DEBUG": "false",
+    "CARGO_PROFILE_RELEASE_LTO": "off",
+    "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "16",
+    "CARGO_PROFILE_RELEASE_INCREMENTAL": "false",
+}
+"""The release profile RustFS is built with: opt-level 1 (most of the speed of 3 for far less
+compile time), no debug info, no LTO. Measured on this machine: see README, the lab's figures."""
+RUSTFS_MIN_TOOLCHAIN = (1, 97)
+"""The oldest rustc that compiles RustFS 1.0.1 here (its manifest says 1.98.1; measured: the
+2026-05-19 nightly, 1.97, compiles every crate without a language error)."""
 
 
 def binary_version(path: Path, flag: str = "--version") -> str:
@@ -144,8 +170,12 @@ def _go() -> str:
 def build(
     directory: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    rustfs: bool = True,
 ) -> dict[str, float]:
-    """Build every missing binary; returns seconds per tool module (0 when cached)."""
+    """Build every missing binary; returns seconds per tool (0 when cached).
+
+    ``rustfs=False`` skips RustFS (the SeaweedFS topologies do not need it).
+    """
     target = directory or bin_dir()
     target.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -155,8 +185,21 @@ def build(
             timings[tool.module_dir] = 0.0
             continue
         timings[tool.module_dir] = _build_tool(tool, target, progress)
+    if rustfs:
+        if rustfs_built(target):
+            progress(f"rustfs: cached (rustfs {RUSTFS_VERSION})")
+            timings["rustfs"] = 0.0
+        else:
+            timings["rustfs"] = build_rustfs(target, progress)
     (target / "build-info.json").write_text(
-        json.dumps({"timings_s": timings, "kubernetes": KUBERNETES_VERSION, "etcd": ETCD_VERSION})
+        json.dumps(
+            {
+                "timings_s": timings,
+                "kubernetes": KUBERNETES_VERSION,
+                "etcd": ETCD_VERSION,
+                "rustfs": RUSTFS_VERSION,
+            }
+        )
     )
     return timings
 
@@ -232,3 +275,117 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text().splitlines()[-lines:])
     except OSError:
         return ""
+
+
+# ------------------------------------------------------------------ rustfs ---
+
+
+def rustfs_binary(directory: Path | None = None) -> Path:
+    return (directory or bin_dir()) / "rustfs"
+
+
+def rustfs_built(directory: Path | None = None) -> bool:
+    path = rustfs_binary(directory)
+    return path.exists() and f"rustfs {RUSTFS_VERSION}" in binary_version(path)
+
+
+def _rustc_version(toolchain: str) -> tuple[int, int] | None:
+    rustc = shutil.which("rustc") or str(Path.home() / ".cargo" / "bin" / "rustc")
+    argv = [rustc, f"+{toolchain}", "--version"] if toolchain else [rustc, "--version"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False).stdout
+    except OSError:
+        return None
+    parts = out.split()
+    if len(parts) < 2:
+        return None
+    major, minor = parts[1].split(".")[:2]
+    return int(major), int(minor)
+
+
+def _toolchain() -> str:
+    """The newest toolchain here that can build RustFS: ``nightly`` when stable is too old."""
+    for name in ("", "nightly"):
+        found = _rustc_version(name)
+        if found is not None and found >= RUSTFS_MIN_TOOLCHAIN:
+            return name
+    raise ConfigError(
+        f"no Rust toolchain here is {RUSTFS_MIN_TOOLCHAIN[0]}.{RUSTFS_MIN_TOOLCHAIN[1]} or newer "
+        f"(RustFS {RUSTFS_VERSION} needs it)",
+        "install a newer stable or nightly toolchain with rustup",
+    )
+
+
+def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:
+    """``cargo install`` RustFS into the cargo cache and copy it next to the Go tools."""
+    cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
+    if not Path(cargo).exists():
+        raise ConfigError("cargo is not on PATH", "install Rust with rustup to build RustFS")
+    if not shutil.which("protoc"):
+        raise ConfigError(
+            "protoc is not on PATH (RustFS's build scripts need it)",
+            "run bootstrap.sh as root, or install Debian's protobuf-compiler",
+        )
+    toolchain = _toolchain()
+    cache = cache_root() / "cargo"
+    root = cache / f"rustfs-{RUSTFS_VERSION}"
+    env = {**os.environ, **RUSTFS_PROFILE, "CARGO_TERM_COLOR": "never"}
+    argv = [
+        cargo,
+        *([f"+{toolchain}"] if toolchain else []),
+        "install",
+        "rustfs",
+        "--version",
+        RUSTFS_VERSION,
+        "--locked",
+        "--ignore-rust-version",
+        "--no-default-features",
+        "--root",
+        str(root),
+        "--target-dir",
+        str(cache / "target"),
+        "-j",
+        str(os.cpu_count() or 2),
+    ]
+    started = time.monotonic()
+    progress(f"rustfs: cargo install rustfs {RUSTFS_VERSION} ({toolchain or 'stable'}) ...")
+    log_path = target / "build-rustfs.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        compiled, last_report = 0, 0.0
+        for line in process.stdout:
+            log.write(line)
+            if line.strip().startswith("Compiling"):
+                compiled += 1
+            if time.monotonic() - last_report > 15:
+                last_report = time.monotonic()
+                progress(
+                    f"rustfs: {compiled} crates, {time.monotonic() - started:.0f}s "
+                    f"({line.strip()[:60]})"
+                )
+        code = process.wait()
+    if code != 0:
+        raise HarnessError(
+            f"cargo install rustfs {RUSTFS_VERSION} failed (exit {code})",
+            f"the first error is in {log_path}",
+            details=_tail(log_path),
+        )
+    tmp = target / ".rustfs.tmp"
+    shutil.copy2(root / "bin" / "rustfs", tmp)
+    os.replace(tmp, rustfs_binary(target))
+    version = binary_version(rustfs_binary(target))
+    if f"rustfs {RUSTFS_VERSION}" not in version:
+        raise HarnessError(
+            f"rustfs reports {version!r}, expected {RUSTFS_VERSION}", "see " + str(log_path)
+        )
+    elapsed = time.monotonic() - started
+    progress(f"rustfs: built in {elapsed:.0f}s ({version})")
+    return elapsed

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from actions import nodeloss
 from harness.errors import ConfigError, HarnessError
 from harness.lab.build import BINARIES, REPO, build, missing_binaries
 from harness.lab.paths import (
@@ -42,11 +43,12 @@ from harness.lab.paths import (
     KUBERNETES_VERSION,
     NODE_MONITOR_GRACE_PERIOD_S,
     NODES,
-    SERVICE_CIDR,
     LabPaths,
     Ports,
     bin_dir,
+    free_ports,
     service_address,
+    service_cidr,
 )
 from harness.lab.pki import ensure_pki, write_kubeconfig
 from harness.lab.seaweed import s3_identity_config
@@ -65,6 +67,8 @@ from probes.s3client import load_authority, s3_client
 from probes.state_authority import CHECKS
 
 TOPOLOGIES = REPO / "lab" / "topologies"
+TOPOLOGY_ALIASES = {"ha": "ha-seaweedfs"}
+"""Old names that still work for one release: ``ha`` is ``ha-seaweedfs`` now."""
 STATE_NAMESPACE = "nix-cache"
 STATE_SERVICE = "attic-rustfs-openebs"
 STATE_BUCKET = "tofu-state"
@@ -119,9 +123,12 @@ class Lab:
     ) -> None:
         self.paths = paths
         # without a choice: the topology the lab's kept data belongs to, else interim
-        self.topology = topology or self.read_state().get("topology") or "interim"
+        wanted = topology or self.read_state().get("topology") or "interim"
+        self.topology = TOPOLOGY_ALIASES.get(wanted, wanted)
         self.bin = bin_dir()
-        self.ports = ports or Ports.from_env()
+        kept = self.read_state().get("port_offset")
+        # the ports this lab was started on (its state says), else the environment's
+        self.ports = ports or (Ports(int(kept)) if kept is not None else Ports.from_env())
 
     # ---------------------------------------------------------- state ---
 
@@ -199,7 +206,7 @@ class Lab:
                     f"--tls-private-key-file={p.pki / 'apiserver.key'}",
                     f"--client-ca-file={p.pki / 'ca.crt'}",
                     "--authorization-mode=RBAC",
-                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    f"--service-cluster-ip-range={service_cidr(self.ports.slot)}",
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-account-key-file={p.pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={p.pki / 'sa.key'}",
@@ -228,7 +235,7 @@ class Lab:
                     f"--root-ca-file={p.pki / 'ca.crt'}",
                     f"--service-account-private-key-file={p.pki / 'sa.key'}",
                     "--use-service-account-credentials=true",
-                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    f"--service-cluster-ip-range={service_cidr(self.ports.slot)}",
                     "--allocate-node-cidrs=false",
                     f"--node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD_S}s",
                     "--node-monitor-period=1s",
@@ -258,20 +265,30 @@ class Lab:
         ]
         for node in NODES:
             ready_file = p.node_dir(node) / "agent.ready"
+            # the node agent runs under its node's power supervisor (the lab's hypervisor:
+            # freeze, power off, power on), which is the component the lab starts and stops
             comps.append(
                 Component(
                     f"node-agent-{node}",
                     [
                         python,
                         "-m",
+                        "harness.lab.power",
+                        f"--node={node}",
+                        f"--lab-dir={p.root}",
+                        f"--agent-log={p.logs / f'node-agent-{node}.agent.log'}",
+                        "--",
+                        python,
+                        "-m",
                         "harness.lab.nodeagent",
                         f"--node={node}",
+                        f"--slot={self.ports.slot}",
                         f"--lab-dir={p.root}",
                         f"--nodes-file={nodes_file}",
                         f"--kubeconfig={self._kubeconfig('node-agent')}",
                     ],
                     ready_file.exists,
-                    stop_timeout_s=15.0,
+                    stop_timeout_s=25.0,
                 )
             )
         proxy_state = p.root / "service-proxy.json"
@@ -360,6 +377,7 @@ class Lab:
             creds = self._prepare_files()
             state: dict[str, Any] = {
                 "topology": self.topology,
+                "port_offset": self.ports.offset,
                 "versions": {"kubernetes": KUBERNETES_VERSION, "etcd": ETCD_VERSION},
                 "components": [],
                 "started_at": time.time(),
@@ -672,6 +690,12 @@ class Lab:
         for component in state.get("components", []):
             pid = int(component["pid"])
             running, frozen = pid_alive(pid), _frozen(pid)
+            power = ""
+            if component["name"].startswith("node-agent-"):
+                power = self.node_state(component["name"].removeprefix("node-agent-")).get(
+                    "state", ""
+                )
+                frozen = frozen or power == "frozen"
             check = checks.get(component["name"])
             components.append(
                 {
@@ -679,8 +703,11 @@ class Lab:
                     "pid": pid,
                     "running": running,
                     "frozen": frozen,
+                    "power": power or None,
                     # node agents and the proxy report readiness once; the rest answer live
-                    "healthy": bool(running and not frozen and (check() if check else True)),
+                    "healthy": bool(
+                        running and not frozen and power != "off" and (check() if check else True)
+                    ),
                 }
             )
         nodes: list[dict[str, Any]] = []
@@ -723,47 +750,42 @@ class Lab:
 
     # ----------------------------------------------------------- nodes ---
 
-    def _node_pids(self, node: str) -> tuple[int, list[int]]:
+    def _power(self, node: str, want: str) -> dict[str, Any]:
         if node not in NODES:
             raise ConfigError(f"no lab node named {node!r}", f"lab nodes are: {', '.join(NODES)}")
-        agent = next(
-            (
-                c
-                for c in self.read_state().get("components", [])
-                if c["name"] == f"node-agent-{node}"
-            ),
-            None,
-        )
-        if agent is None or not pid_alive(int(agent["pid"])):
+        if not self.is_up():
             raise ConfigError("the lab is not running", "run 'flywheel-chaos lab up' first")
-        pods = []
-        for pid_file in self.paths.node_dir(node).glob("pods/*/*.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                pods.append(int(pid_file.read_text()))
-        return int(agent["pid"]), pods
+        try:
+            return nodeloss.power(str(self.paths.root), node, want)
+        except Exception as exc:  # ActivityFailed from the shared contract
+            raise HarnessError(
+                f"lab node {node} did not {want}: {exc}", "see flywheel-chaos lab status"
+            ) from exc
+
+    def node_state(self, node: str) -> dict[str, Any]:
+        """What the node's power supervisor last said (``state``: running, frozen or off)."""
+        try:
+            loaded: dict[str, Any] = json.loads(
+                (self.paths.node_dir(node) / nodeloss.POWER_STATE).read_text()
+            )
+            return loaded
+        except (OSError, ValueError):
+            return {}
 
     def node_stop(self, node: str) -> list[int]:
-        """Freeze a node: its agent stops heartbeating and its pods stop answering."""
-        agent, pods = self._node_pids(node)
-        frozen = []
-        for pid in [agent, *pods]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGSTOP)
-                frozen.append(pid)
-        (self.paths.node_dir(node) / "frozen").write_text(json.dumps(frozen))
-        return frozen
+        """Freeze a node: its agent stops heartbeating and its pods stop answering (a hung node)."""
+        state = self._power(node, "freeze")
+        return [p for p in [state.get("agent_pid"), *state.get("pods", [])] if p]
+
+    def node_crash(self, node: str) -> list[int]:
+        """Power a node off: its agent and pods are killed (SIGKILL), their objects stay."""
+        killed: list[int] = self._power(node, "off").get("killed", [])
+        return killed
 
     def node_start(self, node: str) -> list[int]:
-        agent, pods = self._node_pids(node)
-        marker = self.paths.node_dir(node) / "frozen"
-        thawed = []
-        for pid in {agent, *pods}:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGCONT)
-                thawed.append(pid)
-        with contextlib.suppress(FileNotFoundError):
-            marker.unlink()
-        return thawed
+        """Thaw a frozen node, or power a crashed one on (its pods restart as after a boot)."""
+        state = self._power(node, "on")
+        return [p for p in [state.get("agent_pid"), *state.get("pods", [])] if p]
 
 
 def _frozen(pid: int) -> bool:
@@ -778,11 +800,14 @@ def _frozen(pid: int) -> bool:
 def scratch_lab(root: Path, topology: str = "interim") -> Iterator[Lab]:
     """A fresh lab in ``root`` (binaries built first if missing), stopped and removed after.
 
-    For tests and benchmarks: whatever ``root`` held is removed before and after.
+    For tests and benchmarks: whatever ``root`` held is removed before and after;
+    it runs on a free lab slot of its own (:func:`~harness.lab.paths.free_ports`),
+    never the default lab's ports or addresses, so it coexists with a running
+    ``just demo`` lab.
     """
     build()
     shutil.rmtree(root, ignore_errors=True)
-    lab = Lab(LabPaths(root), topology=topology)
+    lab = Lab(LabPaths(root), topology=topology, ports=free_ports())
     lab.up(lambda message: None)
     try:
         yield lab

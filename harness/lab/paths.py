@@ -9,6 +9,7 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 TOFU_VERSION = "v1.12.6"
+RUSTFS_VERSION = "1.0.1"
 
 # Loopback plan (everything stays in 127.0.0.0/8):
 #   control plane     127.0.0.1, fixed ports below
@@ -28,6 +29,12 @@ class Ports:
     @classmethod
     def from_env(cls) -> Ports:
         return cls(int(os.environ.get("FLYWHEEL_LAB_PORT_OFFSET") or 0))
+
+    @property
+    def slot(self) -> int:
+        """Which lab this is on the machine (offset // 100): its pod and Service
+        addresses are its own too, so labs with different slots never collide."""
+        return self.offset // 100
 
     @property
     def etcd_client(self) -> int:
@@ -60,6 +67,8 @@ class Ports:
 
 
 SERVICE_CIDR = "10.96.0.0/16"
+"""Service ClusterIPs of the default lab (slot 0); slot S uses 10.(96+S).0.0/16."""
+SLOTS = 50
 NODES = ("bumble", "honey", "sting")
 NODE_MONITOR_GRACE_PERIOD_S = 10
 
@@ -79,9 +88,41 @@ def service_address(cluster_ip: str) -> str:
     return loopback_twin(cluster_ip)
 
 
-def pod_network(node: str) -> str:
-    """First three octets of the API pod addresses of ``node``."""
-    return f"10.244.{node_index(node)}"
+def pod_network(node: str, slot: int = 0) -> str:
+    """First three octets of the API pod addresses of ``node`` in lab ``slot``."""
+    return f"10.244.{slot * 4 + node_index(node)}"
+
+
+def service_cidr(slot: int = 0) -> str:
+    """The Service ClusterIP range of lab ``slot`` (loopback twins 127.(96+slot).x.y)."""
+    return f"10.{96 + slot}.0.0/16"
+
+
+def free_ports(host: str = "127.0.0.1") -> Ports:
+    """Ports of a lab slot other than the default one whose ports are all free right now.
+
+    For test and benchmark labs: they never take the default lab's ports (or,
+    through the slot, its pod and Service addresses), so both run side by side.
+    """
+    import random
+    import socket
+
+    def free(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return False
+            return True
+
+    slots = list(range(1, SLOTS))
+    random.shuffle(slots)
+    for slot in slots:
+        ports = Ports(slot * 100)
+        if all(free(port) for port in ports.all()):
+            return ports
+    raise RuntimeError("no free lab slot: every lab port range on this machine is taken")
 
 
 def cache_root() -> Path:

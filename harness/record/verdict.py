@@ -5,9 +5,9 @@ prober's summary, the fault actions' own outputs) into one of ``survived``,
 ``not-survived``, ``aborted`` or ``error``, with reasons. Survived needs proof:
 
 * the fault took effect (:func:`fault_effect`): not a dry run, and at least
-  one of the state authority's pods deleted, evicted or displaced, or the
-  node fault confirmed by the node's own Ready condition; otherwise the run
-  is ``aborted: fault did not take effect``;
+  one of the state authority's pods deleted or evicted, or the node fault
+  confirmed by the node's own Ready condition (never a list of pods it would
+  displace); otherwise the run is ``aborted: fault did not take effect``;
 * the prober watched the whole time: a gap between HEAD samples longer than
   :data:`MAX_COVERAGE_GAP_MS` (a stalled sampler) makes the run ``error``,
   since an unwatched second reads as uptime;
@@ -52,10 +52,9 @@ def fault_effect(fault_actions: list[dict[str, Any]], state_namespace: str) -> d
             ident = str(pod.get("pod", "")) if isinstance(pod, dict) else ""
             if _namespace_of(ident) == state_namespace and pod.get("evicted_at"):
                 pods.append(f"{ident} evicted")
-        for ident in output.get("displaced") or []:
-            if _namespace_of(str(ident)) == state_namespace:
-                pods.append(f"{ident} displaced")
-        if output.get("confirmed"):
+        if output.get("confirmed") is True:
+            # a node fault counts only when the node itself showed it: a plan of pods it
+            # would displace proves nothing
             confirmed.append(str(output.get("confirmation") or f"node {output.get('node')}"))
     took = not dry and bool(pods or confirmed)
     if dry:
@@ -63,7 +62,7 @@ def fault_effect(fault_actions: list[dict[str, Any]], state_namespace: str) -> d
     elif not fault_actions:
         why = "no fault action ran"
     elif not took:
-        why = f"no pod of the state authority (namespace {state_namespace}) was deleted, evicted or displaced, and no node fault was confirmed"
+        why = f"no pod of the state authority (namespace {state_namespace}) was deleted or evicted, and no node fault was confirmed"
     else:
         why = "; ".join([*pods, *confirmed])
     return {

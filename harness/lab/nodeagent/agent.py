@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from actions.nodeloss import HELPER_DURATION, HELPER_LABEL
 from harness.lab.nodeagent.heartbeat import NodeHeartbeat
 from harness.lab.nodeagent.kube import API_TIMEOUT, now, ts
 from harness.lab.nodeagent.links import VAR, container_env, service_links
@@ -44,7 +45,12 @@ class NodeAgent:
     """Plays the kubelet for one lab node."""
 
     def __init__(
-        self, node: str, lab: LabPaths, node_manifest: dict[str, Any], kubeconfig: Path
+        self,
+        node: str,
+        lab: LabPaths,
+        node_manifest: dict[str, Any],
+        kubeconfig: Path,
+        slot: int = 0,
     ) -> None:
         self.node = node
         self.lab = lab
@@ -59,14 +65,21 @@ class NodeAgent:
         if not self.isolate:
             logger.warning("containers share the host's /tmp: unshare --mount is not available")
         self.lab_root = lab.root.resolve()
-        self.ip_prefix = pod_network(node)
+        self.ip_prefix = pod_network(node, slot)
         self.host_ip = f"{self.ip_prefix}.1"
         self.heartbeat = NodeHeartbeat(
             node, node_manifest, self.core, client.CoordinationV1Api(api), self.host_ip
         )
+        self.kubelet_stops: dict[str, float] = {}
+        """kubelet-stop helper pods seen (uid -> seconds the kubelet stays down)."""
 
     def pod_loop(self) -> None:
         while not self.stop_event.is_set():
+            if self.heartbeat.paused:
+                # a stopped kubelet: pods keep running, nothing is started, restarted,
+                # deleted or reported
+                self.stop_event.wait(POD_POLL_S)
+                continue
             try:
                 self.sync_pods()
             except Exception as exc:
@@ -102,6 +115,10 @@ class NodeAgent:
             if runner.stopping:
                 continue
             self._drive(runner, pod)
+            if (pod.metadata.labels or {}).get(HELPER_LABEL) == "kubelet-stop":
+                self._kubelet_stop(runner, pod)
+                if self.heartbeat.paused:
+                    return  # the kubelet is down from here on
         for uid in list(self.pods):
             runner = self.pods[uid]
             if uid not in seen and not runner.stopping:
@@ -109,6 +126,34 @@ class NodeAgent:
                 self._begin_stop(runner, 0.0, delete_after=False)
             if runner.stopped.is_set():
                 self.pods.pop(uid, None)
+
+    def _kubelet_stop(self, runner: PodRunner, pod: Any) -> None:
+        """Do what the kubelet-stop helper does to a real node: stop this kubelet for a while.
+
+        The helper pod runs ``systemctl stop kubelet`` with a host timer that
+        starts it again after its duration: this agent stops its heartbeats,
+        status updates, pod starts and deletions for that long while the pods'
+        processes keep running, then reports the helper Succeeded.
+        """
+        if runner.uid not in self.kubelet_stops:
+            seconds = float((pod.metadata.annotations or {}).get(HELPER_DURATION) or 60)
+            self.kubelet_stops[runner.uid] = seconds
+            logger.warning(
+                "kubelet-stop helper %s: the kubelet stops for %.0f s", runner.name, seconds
+            )
+            self.heartbeat.pause(seconds)
+            return
+        if runner.containers and runner.containers[0].waiting_reason != "Terminated":
+            for container in runner.containers:
+                container.waiting_reason = "Terminated"
+                container.last_exit = {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": ts(container.started_at or now()),
+                    "finishedAt": ts(),
+                }
+                container.started_at = None  # a simulated container runs while this is set
+            publish(self.core, runner, pod, self.host_ip)
 
     def _used_ips(self) -> set[str]:
         return {r.pod_ip for r in self.pods.values()}
@@ -343,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab-dir", required=True)
     parser.add_argument("--nodes-file", required=True, help="topology file with the Node manifests")
     parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--slot", type=int, default=0, help="the lab's slot (its pod network)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
@@ -355,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         {"metadata": {"name": args.node}},
     )
-    agent = NodeAgent(args.node, LabPaths(Path(args.lab_dir)), manifest, Path(args.kubeconfig))
+    agent = NodeAgent(
+        args.node, LabPaths(Path(args.lab_dir)), manifest, Path(args.kubeconfig), args.slot
+    )
 
     def on_term(signum: int, frame: object) -> None:
         agent.stop_event.set()
