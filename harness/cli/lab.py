@@ -72,7 +72,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from harness.lab.paths import bin_dir
 
     started = time.monotonic()
-    timings = build(progress=_progress(args))
+    timings = build(progress=_progress(args), rustfs=args.rustfs)
     total = time.monotonic() - started
     if args.json:
         print_json({"bin_dir": str(bin_dir()), "timings_s": timings, "total_s": round(total, 1)})
@@ -138,7 +138,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
     build = verbs.add_parser(
-        "build", parents=[common], help="build etcd and the control plane from the Go module proxy"
+        "build",
+        parents=[common],
+        help="build etcd, the control plane and OpenTofu (Go module proxy) and RustFS (crates.io)",
+    )
+    build.add_argument(
+        "--rustfs",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also build RustFS 1.0.1 from crates.io (about an hour on 2 cores, once)",
     )
     build.set_defaults(handler=_cmd_build)
 

@@ -170,11 +170,11 @@ def _go() -> str:
 def build(
     directory: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
-    rustfs: bool = True,
+    rustfs: bool = False,
 ) -> dict[str, float]:
     """Build every missing binary; returns seconds per tool (0 when cached).
 
-    ``rustfs=False`` skips RustFS (the SeaweedFS topologies do not need it).
+    RustFS only with ``rustfs`` (the topologies that run it build it first).
     """
     target = directory or bin_dir()
     target.mkdir(parents=True, exist_ok=True)
