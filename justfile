@@ -7,9 +7,12 @@ export PATH := venv + ":" + env_var('PATH')
 default:
     @just --list
 
+# interim runs RustFS as production does (its first build takes about an hour on 2 cores);
+# `just demo interim-seaweedfs` starts in minutes with SeaweedFS standing in.
 # the main job: build (once) and start the lab, guard the state authority, drain bumble, gate
-demo: lab-build
-    flywheel-chaos lab up
+demo topology="interim":
+    flywheel-chaos lab build {{ if topology =~ "rustfs|^interim$" { "--rustfs" } else { "" } }}
+    flywheel-chaos lab up --topology {{topology}}
     . .lab/env && flywheel-chaos guard --record
     # chaos run exits 1 on any verdict but survived; the interim cannot survive a drain, so
     # this recipe expects exactly that verdict, explicitly, from the record this run wrote
@@ -26,9 +29,15 @@ run experiment:
 recover:
     . .lab/env && flywheel-chaos recover
 
-# static checks, then every test (real SeaweedFS and the lab's real control plane)
+# Real RustFS is tested when it is built; otherwise its tests say they are skipped (test-all).
+# static checks, then every test (real S3 servers and the lab's real control plane)
 test: lint lab-build
     pytest
+
+# build RustFS first (about an hour on 2 cores, once), then `test`: nothing is skipped
+test-all:
+    flywheel-chaos lab build --rustfs
+    just test
 
 # ruff (lint and format), mypy strict and the layering rule (probes/actions never import harness)
 lint:

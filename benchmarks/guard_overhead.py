@@ -8,6 +8,9 @@ reported separately: SeaweedFS makes each losing conditional writer retry in
 1 s steps, which dominates both sides and says nothing about our overhead.
 
     python benchmarks/guard_overhead.py [--rounds 15]
+
+Every comparison is made in the same run with rounds interleaved and the order
+alternating (ours first in even rounds, raw first in odd ones).
 """
 
 from __future__ import annotations
@@ -130,10 +133,25 @@ def main() -> int:
             # warm both clients
             raw_checks(raw, bucket, race=True)
             sa.run_checks(authority)
-            ours = timed(lambda: ours_without_race(authority), args.rounds)
-            theirs = timed(lambda: raw_checks(raw, bucket, race=False), args.rounds)
-            ours_full = timed(lambda: sa.run_checks(authority), max(3, args.rounds // 3))
-            raw_full = timed(lambda: raw_checks(raw, bucket, race=True), max(3, args.rounds // 3))
+            # rounds interleaved, the order alternating, so both sides meet the same server state
+            ours: list[float] = []
+            theirs: list[float] = []
+            ours_full: list[float] = []
+            raw_full: list[float] = []
+            for index in range(args.rounds):
+                pair = [
+                    (ours, lambda: ours_without_race(authority)),
+                    (theirs, lambda: raw_checks(raw, bucket, race=False)),
+                ]
+                full = [
+                    (ours_full, lambda: sa.run_checks(authority)),
+                    (raw_full, lambda: raw_checks(raw, bucket, race=True)),
+                ]
+                if index % 2:
+                    pair.reverse()
+                    full.reverse()
+                for samples, fn in pair + full:
+                    samples.extend(timed(fn, 1))
             cli = [str(Path(sys.executable).parent / "flywheel-chaos"), "guard", "--json"]
             wall = []
             for _ in range(5):

@@ -19,6 +19,7 @@ __all__: list[str] = []  # helpers, not activities
 
 ErrorClass = Literal[
     "endpoint-unreachable",
+    "unavailable",
     "timeout",
     "no-such-bucket",
     "no-such-key",
@@ -34,6 +35,7 @@ ERROR_CLASSES: Final[tuple[str, ...]] = get_args(ErrorClass)
 
 _HINTS: Final[dict[str, str]] = {
     "endpoint-unreachable": "is the S3 server running and AWS_ENDPOINT_URL_S3 right?",
+    "unavailable": "the server answered that it cannot serve now (503: below its erasure quorum, starting, or overloaded); see its readiness endpoint (RustFS: /health/ready)",
     "timeout": "the endpoint accepted the connection but did not answer in time; check the server's health",
     "no-such-bucket": "check TOFU_STATE_BUCKET; if the bucket exists on disk, the server lost its bucket index (the RustFS incident)",
     "no-such-key": "check TOFU_STATE_KEY; a missing state key means tofu would see an empty state",
@@ -130,6 +132,15 @@ def classify(
             return StateAuthorityError("access-denied", code, detail)
         if code in {"RequestTimeout", "RequestTimeoutException"}:
             return StateAuthorityError("timeout", code, detail)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in {"ServiceUnavailable", "503", "SlowDown"} or status == 503:
+            # a server below quorum says so (RustFS: 503 with Retry-After): it is not the
+            # state that is gone, unlike a phantom NoSuchKey
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
+            retry = headers.get("retry-after")
+            return StateAuthorityError(
+                "unavailable", code, detail + (f" (Retry-After: {retry})" if retry else "")
+            )
         return StateAuthorityError("other", code, detail)
     if isinstance(exc, botocore.exceptions.HTTPClientError):
         return StateAuthorityError(

@@ -341,9 +341,10 @@ def _check_lock_exclusive(
     outcomes: list[_PutOutcome | StateAuthorityError] = []
     outcomes_lock = threading.Lock()
 
-    race_budget_s = max(
-        authority.read_timeout_s, deadline - time.monotonic() - authority.connect_timeout_s
-    )
+    # a fixed read bound (the race's own), not one derived from the time left: the
+    # client cache is keyed by its timeouts, and a bound that changed from run to run
+    # built a cold client (new connections, staggered racers) for every race
+    race_budget_s = max(authority.read_timeout_s, race_timeout_s)
 
     def contender(index: int) -> None:
         try:

@@ -13,6 +13,7 @@ import boto3
 import botocore.config
 import pytest
 
+from harness.lab.rustfs import RustFSNotFound, RustFSServer, rustfs_binary
 from harness.lab.seaweed import SeaweedS3
 
 STATE_KEY = "env/test/terraform.tfstate"
@@ -34,7 +35,26 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         server.stop()
 
 
-def admin_client(server: SeaweedS3) -> Any:
+@pytest.fixture(scope="session")
+def rustfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RustFSServer]:
+    """A real RustFS 1.0.1 on loopback (built by lab build --rustfs)."""
+    try:
+        rustfs_binary()
+    except RustFSNotFound as exc:
+        pytest.skip(str(exc))
+    server = RustFSServer(
+        data_dir=tmp_path_factory.mktemp("rustfs"),
+        access_key="AKRFS" + secrets.token_hex(6).upper(),
+        secret_key=secrets.token_urlsafe(24),
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def admin_client(server: SeaweedS3 | RustFSServer) -> Any:
     return boto3.client(
         "s3",
         endpoint_url=server.endpoint,

@@ -88,8 +88,13 @@ def disruption_budget(lab: Lab, namespace: str, app: str, min_available: int = 1
         policy.delete_namespaced_pod_disruption_budget(name, namespace)
 
 
-def running_lab(name: str, topology: str = "interim") -> AbstractContextManager[Lab]:
-    """A fresh lab in REPO/<name> with ``topology``, stopped and removed after."""
+def running_lab(name: str, topology: str = "interim-seaweedfs") -> AbstractContextManager[Lab]:
+    """A fresh lab in REPO/<name> with ``topology``, stopped and removed after.
+
+    The harness's own behaviour (controls, faults, gate, lab) is tested on the
+    SeaweedFS topologies, which need no RustFS build; what RustFS does is
+    tested on ``interim`` and ``ha-rustfs`` in test_lab_rustfs.py.
+    """
     return scratch_lab(REPO / name, topology)
 
 

@@ -177,7 +177,7 @@ def test_a_component_dying_during_start_reports_its_output_and_leaves_nothing(
         script = fake_bin / name
         script.write_text("#!/bin/sh\necho 'fatal: simulated broken data dir' >&2\nexit 3\n")
         script.chmod(0o755)
-    other = Lab(LabPaths(tmp_path / "broken"), ports=free_ports())
+    other = Lab(LabPaths(tmp_path / "broken"), topology="interim-seaweedfs", ports=free_ports())
     other.bin = fake_bin
     with pytest.raises(HarnessError, match="lab component etcd did not start") as info:
         other.up(lambda message: None)
@@ -315,3 +315,19 @@ def test_down_leaves_no_process_behind(lab: Lab) -> None:
     lab.down(lambda message: None)
     assert [pid for pid in pids if pid_alive(pid)] == []
     assert lab.running_components() == []
+
+
+def test_a_rustfs_topology_before_rustfs_is_built_is_refused_naming_the_command(
+    tmp_path: Path,
+) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name in BINARIES:
+        (fake_bin / name).write_text("#!/bin/sh\nexit 0\n")
+        (fake_bin / name).chmod(0o755)
+    other = Lab(LabPaths(tmp_path / "norustfs"), topology="ha-rustfs", ports=free_ports())
+    other.bin = fake_bin
+    with pytest.raises(ConfigError, match=r"runs RustFS 1\.0\.1, which is not built") as info:
+        other.up(lambda message: None)
+    assert "lab build --rustfs" in info.value.hint
+    assert other.running_components() == []

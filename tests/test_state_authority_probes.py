@@ -1,21 +1,75 @@
-"""The S3 probes against a real SeaweedFS server: success paths and each failure class."""
+"""The S3 probes against real S3 servers (SeaweedFS and RustFS): success paths and each failure class.
+
+Every test here runs against both servers: the module's ``server`` fixture is
+parametrised, and the shared fixtures (``s3_admin``, ``state_bucket``,
+``authority_env``) are redefined here on top of it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
-from conftest import STATE_KEY
+from conftest import STATE_KEY, admin_client, empty_and_delete_bucket, make_bucket
 from netfaults import closed_port_endpoint, header_stripping_proxy, silent_listener
 
+from harness.lab.rustfs import RustFSServer
 from harness.lab.seaweed import SeaweedS3
 from probes import state_authority as sa
 from probes.s3client import CANARY_PREFIX
 
 pytestmark = pytest.mark.s3
+
+
+@pytest.fixture(scope="module", params=["seaweedfs", "rustfs"])
+def server(request: pytest.FixtureRequest) -> SeaweedS3 | RustFSServer:
+    """Each real S3 server in turn."""
+    found: SeaweedS3 | RustFSServer = request.getfixturevalue(
+        "seaweed" if request.param == "seaweedfs" else "rustfs"
+    )
+    return found
+
+
+@pytest.fixture(scope="module")
+def s3_admin(server: SeaweedS3 | RustFSServer) -> Any:
+    return admin_client(server)
+
+
+@pytest.fixture
+def state_bucket(s3_admin: Any) -> Iterator[str]:
+    name = make_bucket(s3_admin)
+    yield name
+    empty_and_delete_bucket(s3_admin, name)
+
+
+@pytest.fixture
+def unversioned_bucket(s3_admin: Any) -> Iterator[str]:
+    name = make_bucket(s3_admin, versioned=False)
+    yield name
+    empty_and_delete_bucket(s3_admin, name)
+
+
+@pytest.fixture
+def authority_env(
+    server: SeaweedS3 | RustFSServer, state_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    env = {
+        "AWS_ENDPOINT_URL_S3": server.endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "TOFU_STATE_BUCKET": state_bucket,
+        "TOFU_STATE_KEY": STATE_KEY,
+    }
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
 
 
 def _keys(client: Any, bucket: str) -> list[str]:
@@ -155,9 +209,9 @@ def test_an_unversioned_bucket_is_classed_versioning_disabled(
 
 
 def test_an_endpoint_ignoring_if_none_match_fails_lock_exclusivity(
-    authority_env: dict[str, str], seaweed: SeaweedS3, s3_admin: Any
+    authority_env: dict[str, str], server: SeaweedS3 | RustFSServer, s3_admin: Any
 ) -> None:
-    with header_stripping_proxy(seaweed.endpoint, seaweed.access_key, seaweed.secret_key) as proxy:
+    with header_stripping_proxy(server.endpoint, server.access_key, server.secret_key) as proxy:
         # the proxy itself is a faithful S3 endpoint for everything else
         assert sa.canary_round_trip_ok(endpoint=proxy)["size"] == 1024
         with pytest.raises(
@@ -168,7 +222,7 @@ def test_an_endpoint_ignoring_if_none_match_fails_lock_exclusivity(
 
 
 def test_serving_again_needs_a_stable_run_not_one_lucky_success(
-    authority_env: dict[str, str], seaweed: SeaweedS3
+    authority_env: dict[str, str], server: SeaweedS3 | RustFSServer
 ) -> None:
     # half of all canary keys cannot be deleted: each attempt passes or fails by its key
     def routed_to_a_member_that_left(path: str) -> bool:
@@ -176,9 +230,9 @@ def test_serving_again_needs_a_stable_run_not_one_lucky_success(
 
     with (
         header_stripping_proxy(
-            seaweed.endpoint,
-            seaweed.access_key,
-            seaweed.secret_key,
+            server.endpoint,
+            server.access_key,
+            server.secret_key,
             strip="X-Nothing",
             fail_delete=routed_to_a_member_that_left,
         ) as proxy,

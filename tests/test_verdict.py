@@ -158,3 +158,28 @@ def test_a_replacement_running_on_the_deleted_pods_volume_makes_the_run_not_surv
         "(two writers on one volume; use ReadWriteOncePod or a StatefulSet)"
     ]
     assert _decide(actions=[{**action, "volume_overlap": []}])[0] == "survived"
+
+
+def test_a_server_below_quorum_is_unavailable_not_a_missing_state_key() -> None:
+    import botocore.exceptions
+
+    from probes.failures import classify
+
+    below_quorum = botocore.exceptions.ClientError(
+        {
+            "Error": {
+                "Code": "ServiceUnavailable",
+                "Message": "Storage resources are insufficient",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 503, "HTTPHeaders": {"retry-after": "1"}},
+        },
+        "HeadObject",
+    )
+    error = classify(below_quorum)
+    assert error.error_class == "unavailable"
+    assert "Retry-After: 1" in error.detail
+    heads = [
+        Sample("head", 100.0 + i * 0.1, i != 2, 5.0, None if i != 2 else "unavailable")
+        for i in range(10)
+    ]
+    assert summarize(heads, 100.0, 101.0)["state_key_missing"] == 0

@@ -36,13 +36,14 @@ import yaml
 
 from actions import nodeloss
 from harness.errors import ConfigError, HarnessError
-from harness.lab.build import BINARIES, REPO, build, missing_binaries
+from harness.lab.build import BINARIES, REPO, build, missing_binaries, rustfs_built
 from harness.lab.paths import (
     ETCD_VERSION,
     HOST,
     KUBERNETES_VERSION,
     NODE_MONITOR_GRACE_PERIOD_S,
     NODES,
+    RUSTFS_VERSION,
     LabPaths,
     Ports,
     bin_dir,
@@ -68,6 +69,33 @@ from probes.state_authority import CHECKS
 
 TOPOLOGIES = REPO / "lab" / "topologies"
 TOPOLOGY_ALIASES = {"ha": "ha-seaweedfs"}
+
+
+def _commands(document: Any) -> list[str]:
+    """First words of every container command in a manifest (any workload kind)."""
+    if isinstance(document, dict):
+        found = []
+        if isinstance(document.get("command"), list) and document["command"]:
+            found.append(str(document["command"][0]))
+        for value in document.values():
+            found += _commands(value)
+        return found
+    if isinstance(document, list):
+        return [c for item in document for c in _commands(item)]
+    return []
+
+
+def needs_rustfs(topology: str) -> bool:
+    """Whether a topology runs RustFS (a container whose command is ``rustfs``)."""
+    directory = TOPOLOGIES / TOPOLOGY_ALIASES.get(topology, topology)
+    return any(
+        Path(command).name == "rustfs"
+        for path in directory.glob("*.yaml")
+        for document in yaml.safe_load_all(path.read_text())
+        for command in _commands(document)
+    )
+
+
 """Old names that still work for one release: ``ha`` is ``ha-seaweedfs`` now."""
 STATE_NAMESPACE = "nix-cache"
 STATE_SERVICE = "attic-rustfs-openebs"
@@ -316,6 +344,12 @@ class Lab:
                 f"lab binaries missing from {self.bin}: {', '.join(missing)}",
                 "run 'flywheel-chaos lab build' first (it takes a few minutes, once)",
             )
+        if needs_rustfs(self.topology) and not rustfs_built(self.bin):
+            raise ConfigError(
+                f"topology {self.topology} runs RustFS {RUSTFS_VERSION}, which is not built",
+                "run 'flywheel-chaos lab build --rustfs' first (about an hour on 2 cores, once), "
+                "or use topology interim-seaweedfs",
+            )
         if not (TOPOLOGIES / self.topology).is_dir():
             known = ", ".join(sorted(d.name for d in TOPOLOGIES.iterdir() if d.is_dir()))
             raise ConfigError(f"unknown topology {self.topology!r}", f"choose one of: {known}")
@@ -489,15 +523,22 @@ class Lab:
             "jsonpath={.spec.clusterIP}",
         ).stdout.strip()
         endpoint = f"http://{service_address(cluster_ip)}:9000"
-        self.kubectl(
-            "rollout",
-            "status",
-            f"deployment/{STATE_SERVICE}",
-            "-n",
-            STATE_NAMESPACE,
-            "--timeout=120s",
-            timeout_s=130,
-        )
+        if (
+            self.kubectl(
+                "get", f"deployment/{STATE_SERVICE}", "-n", STATE_NAMESPACE, check=False
+            ).returncode
+            == 0
+        ):
+            self.kubectl(
+                "rollout",
+                "status",
+                f"deployment/{STATE_SERVICE}",
+                "-n",
+                STATE_NAMESPACE,
+                "--timeout=120s",
+                timeout_s=130,
+            )
+        # otherwise (StatefulSets: ha-rustfs) the seed waits until S3 serves
         return endpoint
 
     def _ensure_secret(self, creds: dict[str, str]) -> None:
@@ -805,7 +846,7 @@ def scratch_lab(root: Path, topology: str = "interim") -> Iterator[Lab]:
     never the default lab's ports or addresses, so it coexists with a running
     ``just demo`` lab.
     """
-    build()
+    build(rustfs=needs_rustfs(topology))
     shutil.rmtree(root, ignore_errors=True)
     lab = Lab(LabPaths(root), topology=topology, ports=free_ports())
     lab.up(lambda message: None)

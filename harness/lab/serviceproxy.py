@@ -2,10 +2,12 @@
 
 Every Service with a ClusterIP 10.96.A.B is served on the loopback address
 127.96.A.B with the Service's ports, forwarding TCP to the Service's ready
-endpoints (from EndpointSlices, round robin). While a Service has no ready
-endpoint its listener is closed, so clients get "connection refused" exactly
-as with kube-proxy's REJECT rule. The address stays the same while pods move.
-It polls the API every 0.25 s.
+endpoints (from EndpointSlices, round robin, one backend per connection: a
+backend that is gone but still listed fails that connection, as it does behind
+kube-proxy; the proxy never retries another backend). While a Service has no
+ready endpoint its listener is closed, so clients get "connection refused"
+exactly as with kube-proxy's REJECT rule. The address stays the same while
+pods move. It polls the API every 0.25 s.
 """
 
 from __future__ import annotations
@@ -113,17 +115,18 @@ class ServiceProxy:
         if not backends:
             writer.close()
             return
-        start = next(listener.turn) % len(backends)
-        for host, port in backends[start:] + backends[:start]:
-            try:
-                up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), CONNECT_TIMEOUT_S
-                )
-            except (OSError, TimeoutError):
-                continue
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        # one backend per connection, as kube-proxy picks one: a backend that is
+        # gone but still listed fails the connection (no retry on another backend,
+        # which would hide from clients what a real cluster shows them)
+        host, port = backends[next(listener.turn) % len(backends)]
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), CONNECT_TIMEOUT_S
+            )
+        except (OSError, TimeoutError):
+            writer.close()
             return
-        writer.close()
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
     async def _apply(
         self, wanted: dict[tuple[str, int], tuple[str, list[tuple[str, int]]]]

@@ -35,6 +35,7 @@ from harness.lab.nodeagent.runtime import (
 )
 from harness.lab.nodeagent.volumes import materialise
 from harness.lab.paths import LabPaths, pod_network
+from harness.lab.rustfs import SAFE_ENV as RUSTFS_SAFE_ENV
 
 logger = logging.getLogger("flywheel_chaos.nodeagent")
 
@@ -206,12 +207,18 @@ class NodeAgent:
             )
         for spec in pod.spec.containers:
             env = container_env(self.core, pod, runner, spec, links, self.node, self.host_ip)
+            every = [
+                (mount.mount_path.rstrip("/"), volumes[mount.name])
+                for mount in spec.volume_mounts or []
+                if mount.name in volumes
+            ]
+            # under /tmp and isolated: bound at the same path in the pod's private /tmp;
+            # everywhere else: the path is rewritten in args and env
+            tmp_mounts = [
+                (path, host) for path, host in every if self.isolate and path.startswith("/tmp/")
+            ]
             mounts = sorted(
-                (
-                    (mount.mount_path.rstrip("/"), volumes[mount.name])
-                    for mount in spec.volume_mounts or []
-                    if mount.name in volumes
-                ),
+                (entry for entry in every if entry not in tmp_mounts),
                 key=lambda item: -len(item[0]),
             )
 
@@ -227,6 +234,9 @@ class NodeAgent:
 
             command = list(spec.command or [])
             program = program_for(command[0]) if command else None
+            if program is not None and Path(program).name == "rustfs":
+                # the lab's "image" defaults for RustFS: nothing leaves loopback
+                env = {**RUSTFS_SAFE_ENV, **env}
             argv = None
             if program is not None:
                 argv = [
@@ -243,6 +253,7 @@ class NodeAgent:
                     log_path=runner.directory / f"{spec.name}.log",
                     pid_path=runner.directory / f"{spec.name}.pid",
                     restart_policy=restart_policy,
+                    tmp_mounts=tmp_mounts,
                 )
             )
             if spec.readiness_probe is not None and runner.readiness is None:

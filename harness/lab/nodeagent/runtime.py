@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.lab.nodeagent.kube import now, ts
 from harness.lab.paths import bin_dir, loopback_twin
+from harness.lab.rustfs import RustFSNotFound, rustfs_binary
 from harness.lab.seaweed import weed_binary
 
 logger = logging.getLogger("flywheel_chaos.nodeagent")
@@ -32,6 +33,13 @@ logger = logging.getLogger("flywheel_chaos.nodeagent")
 def program_for(name: str) -> str | None:
     if name == "weed" or name.endswith("/weed"):
         return weed_binary()
+    if name == "rustfs" or name.endswith("/rustfs"):
+        try:
+            return rustfs_binary()
+        except RustFSNotFound:
+            # a known program that is not built: the container fails to start
+            # (RunContainerError), it is never simulated as running
+            return str(bin_dir() / "rustfs")
     if name == "etcd" or name.endswith("/etcd"):
         built = bin_dir() / "etcd"
         return str(built) if built.exists() else None
@@ -88,6 +96,8 @@ class Container:
     probe_successes: int = 0
     probe_failures: int = 0
     waiting_reason: str = "ContainerCreating"
+    tmp_mounts: list[tuple[str, Path]] = field(default_factory=list)
+    """Volumes mounted under /tmp: (mount path, host directory), bound in its private /tmp."""
 
     def running(self) -> bool:
         if self.argv is None:
@@ -141,7 +151,14 @@ def start_container(runner: PodRunner, container: Container, isolate: bool, lab_
             raise OSError(f"refusing to clear {tmp}: something is mounted under it")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True, exist_ok=True)
-        script = 'mount --rbind "$0" /tmp && exec "$@"'
+        # volumes mounted under /tmp are bound at their own path inside the pod's
+        # private /tmp, so every pod sees its own data at the same path (what a
+        # distributed server's endpoint list needs); nothing on the host changes
+        binds = "".join(
+            f'mkdir -p "{path}" && mount --bind "{host}" "{path}" && '
+            for path, host in container.tmp_mounts
+        )
+        script = f'mount --rbind "$0" /tmp && {binds}exec "$@"'
         # a lab or a program living under /tmp (a clone in /tmp, its venv)
         # is bound back into the private /tmp at its own path
         for top in _under_tmp([lab_root, Path(argv[0]).resolve()]):

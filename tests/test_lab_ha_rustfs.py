@@ -1,0 +1,136 @@
+"""The replicated RustFS candidate (``lab up --topology ha-rustfs``): restarts, a drain, two nodes lost.
+
+Needs RustFS 1.0.1 built (``flywheel-chaos lab build --rustfs``); without it the
+module is skipped and says so. Repeated-run verdicts are measured by
+``benchmarks/ha_candidate.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from labkit import BIN, REPO, cli, fresh_run_env, running_lab
+
+from actions.pods import delete_state_authority_pods
+from harness.controls.lease import holding_lease
+from harness.controls.prober import Prober, outage_windows, summarize
+from harness.lab.build import rustfs_built
+from harness.lab.cluster import STATE_NAMESPACE, Lab
+from harness.processes import wait_until
+from harness.record.evidence import record_files
+from probes.s3client import load_authority
+from probes.state_authority import state_authority_serving_within
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(
+        not rustfs_built(), reason="RustFS is not built: flywheel-chaos lab build --rustfs"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab(".lab-test-ha-rustfs", topology="ha-rustfs") as instance:
+        yield instance
+
+
+@pytest.fixture
+def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return fresh_run_env(lab, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def core(lab: Lab) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
+
+
+def test_three_servers_one_per_node_with_two_single_writer_drives_each(
+    core: client.CoreV1Api, run_env: dict[str, str]
+) -> None:
+    pods = core.list_namespaced_pod(STATE_NAMESPACE).items
+    assert sorted(p.spec.node_name for p in pods) == ["bumble", "honey", "sting"]
+    claims = core.list_namespaced_persistent_volume_claim(STATE_NAMESPACE).items
+    assert len(claims) == 6 and {c.spec.access_modes[0] for c in claims} == {"ReadWriteOncePod"}
+    gate = json.loads(cli(["gate", "--json"], run_env).stdout)
+    status = {r["requirement"]: r["status"] for r in gate["requirements"]}
+    assert {
+        status[n] for n in ("ha-endpoints", "ha-data", "ha-restart-volume", "ha-volume-nodes")
+    } == {"proven"}
+
+
+@pytest.mark.parametrize("node", ["bumble", "honey", "sting"])
+def test_each_member_restart_keeps_reads_and_writes_working(
+    run_env: dict[str, str], node: str
+) -> None:
+    prober = Prober(load_authority())
+    prober.start()
+    time.sleep(1.0)
+    with holding_lease():
+        result = delete_state_authority_pods(
+            namespace=STATE_NAMESPACE, label_selector=f"flywheel.lab/member=rustfs-{node}"
+        )
+    assert result["volume_overlap"] == []  # a StatefulSet waits for its old pod
+    state_authority_serving_within(within_s=60, stable_s=3)
+    # the prober, too, must see the outage end (a restarted member can still answer 503)
+    wait_until(
+        lambda: not any(w["open"] for w in outage_windows(prober.snapshot(), time.time())),
+        60,
+        "the prober to see the authority serving again",
+    )
+    time.sleep(1.0)
+    prober.stop()
+    summary = summarize(prober.snapshot(), prober.started_at, prober.stopped_at, budget_ms=60_000)
+    print(
+        f"{node}: longest outage {summary['longest_outage_ms']} ms, errors {summary['error_classes']}"
+    )
+    assert summary["state_key_missing"] == 0
+    assert summary["canary_samples"] > 0 and summary["recovered"] is True
+
+
+def test_a_drain_of_bumble_is_survived(run_env: dict[str, str], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            str(BIN / "chaos"),
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            str(REPO / "experiments" / "node-drain.yaml"),
+        ],
+        env={**os.environ, **run_env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    (path,) = record_files(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]))
+    record = json.loads(path.read_text())
+    assert record["fault_effect"]["took_effect"] is True
+    print(f"drain: {record['verdict']}, longest outage {record['prober']['longest_outage_ms']} ms")
+    assert record["verdict"] == "survived", (record["reasons"], result.stdout[-2000:])
+    state_authority_serving_within(within_s=60)
+
+
+def test_losing_two_nodes_fails_closed_with_a_classified_error(
+    lab: Lab, run_env: dict[str, str], core: client.CoreV1Api
+) -> None:
+    try:
+        for node in ("bumble", "honey"):
+            lab.node_crash(node)
+        time.sleep(3.0)
+        guard = cli(["guard", "--json", "--timeout", "3"], run_env)
+        assert guard.returncode == 1
+        report = json.loads(guard.stdout)
+        classes = {c["error"]["class"] for c in report["checks"] if not c["ok"]}
+        assert classes and classes <= {"unavailable", "endpoint-unreachable", "timeout"}, classes
+        assert "no-such-key" not in classes and "no-such-bucket" not in classes
+    finally:
+        for node in ("bumble", "honey"):
+            lab.node_start(node)
+    state_authority_serving_within(within_s=120, stable_s=3)

@@ -1,0 +1,115 @@
+"""The real RustFS in the lab: the interim authority as production runs it.
+
+These need RustFS 1.0.1 built (``flywheel-chaos lab build --rustfs``, about an
+hour on 2 cores); without it they are skipped and say so. What RustFS does under
+each fault, over repeated runs, is measured by ``benchmarks/ha_candidate.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from labkit import BIN, REPO, fresh_run_env, running_lab, s3_client
+
+from harness.lab.build import rustfs_built
+from harness.lab.cluster import STATE_NAMESPACE, Lab
+from harness.processes import wait_until
+from harness.record.evidence import record_files
+from probes.state_authority import state_authority_serving_within
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(
+        not rustfs_built(), reason="RustFS is not built: flywheel-chaos lab build --rustfs"
+    ),
+]
+
+CHAOS = str(BIN / "chaos")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab(".lab-test-rustfs", topology="interim") as instance:
+        yield instance
+
+
+@pytest.fixture
+def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return fresh_run_env(lab, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def core(lab: Lab) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
+
+
+def _run(experiment: str, env: dict[str, str], tmp_path: Path) -> tuple[dict[str, Any], str]:
+    result = subprocess.run(
+        [
+            CHAOS,
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            str(REPO / "experiments" / experiment),
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    (path,) = record_files(Path(env["FLYWHEEL_EVIDENCE_DIR"]))
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record, result.stdout + result.stderr
+
+
+def test_the_interim_authority_is_rustfs_serving_s3_from_its_own_readiness_endpoint(
+    lab: Lab, core: client.CoreV1Api
+) -> None:
+    (pod,) = core.list_namespaced_pod(STATE_NAMESPACE).items
+    container = pod.spec.containers[0]
+    assert container.command == ["rustfs"]
+    assert container.readiness_probe.http_get.path == "/health/ready"
+    assert "@sha256:" in container.image
+    log = next(lab.paths.node_dir("bumble").glob("pods/*/rustfs.log")).read_text()
+    assert "version.rustfs.com" not in log  # the update check is off
+
+
+def test_a_pod_restart_keeps_the_data_and_measures_the_volume_overlap(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
+    key = "_flywheel-chaos/test/rustfs-restart"
+    body = os.urandom(2048)
+    s3_client(run_env).put_object(Bucket=run_env["TOFU_STATE_BUCKET"], Key=key, Body=body)
+    record, output = _run("pod-delete.yaml", run_env, tmp_path)
+    assert record["fault_effect"]["took_effect"] is True, output[-2000:]
+    overlaps = [o for a in record["fault_actions"] for o in a.get("volume_overlap", [])]
+    # measured, not assumed: a Deployment's replacement on a ReadWriteOnce claim
+    if overlaps:
+        assert record["verdict"] == "not-survived"
+        assert {o["claim"] for o in overlaps} == {"attic-rustfs-openebs-data"}
+    assert record["integrity"]["state_key_unchanged"] is True
+    state_authority_serving_within(within_s=120)
+    data = s3_client(run_env).get_object(Bucket=run_env["TOFU_STATE_BUCKET"], Key=key)["Body"]
+    assert data.read() == body
+    s3_client(run_env).delete_object(Bucket=run_env["TOFU_STATE_BUCKET"], Key=key)
+
+
+def test_a_drain_leaves_the_replacement_pending_on_the_bumble_bound_volume(
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    record, output = _run("node-drain.yaml", run_env, tmp_path)
+    assert record["verdict"] == "not-survived", output[-2000:]
+    assert record["prober"]["longest_outage_ms"] > 30_000
+    events = core.list_namespaced_event(STATE_NAMESPACE).items
+    assert any(
+        e.reason == "FailedScheduling" and "node affinity" in (e.message or "") for e in events
+    )
+    wait_until(lambda: not core.read_node("bumble").spec.unschedulable, 10, "bumble uncordoned")
+    state_authority_serving_within(within_s=120)
