@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,3 +90,52 @@ def test_a_noncurrent_version_rule_is_reported(
         pytest.skip("server accepted but does not return lifecycle rules")
     assert result["noncurrent_version_days"] == [90]
     assert result["findings"] == []
+
+
+def _state_facts(client: Any, bucket: str) -> tuple[str, list[str]]:
+    etag = client.head_object(Bucket=bucket, Key=STATE_KEY)["ETag"]
+    listing = client.list_object_versions(Bucket=bucket, Prefix=STATE_KEY)
+    return etag, sorted(v["VersionId"] for v in listing.get("Versions", []))
+
+
+def test_without_a_backup_copy_of_the_state_key_the_proof_fails(
+    authority_env: dict[str, str], backup_bucket: str
+) -> None:
+    with pytest.raises(ActivityFailed, match=r"^no-such-key: .*no backup copy of the state key"):
+        backup.state_key_backup_ok()
+
+
+def test_a_backup_copy_older_than_the_bound_fails_with_its_age(
+    authority_env: dict[str, str], s3_admin: Any, state_bucket: str, backup_bucket: str
+) -> None:
+    s3_admin.copy_object(
+        Bucket=backup_bucket, Key=STATE_KEY, CopySource={"Bucket": state_bucket, "Key": STATE_KEY}
+    )
+    time.sleep(2.1)
+    with pytest.raises(ActivityFailed, match=r"^other: BackupStale: .* is \d+ s old"):
+        backup.state_key_backup_ok(max_backup_age_s=1.0)
+
+
+def test_a_backup_matching_a_version_passes_and_the_state_key_is_untouched(
+    authority_env: dict[str, str], s3_admin: Any, state_bucket: str, backup_bucket: str
+) -> None:
+    s3_admin.copy_object(
+        Bucket=backup_bucket, Key=STATE_KEY, CopySource={"Bucket": state_bucket, "Key": STATE_KEY}
+    )
+    # a newer state version: the backup now matches the previous one
+    s3_admin.put_object(Bucket=state_bucket, Key=STATE_KEY, Body=b'{"version": 4, "serial": 8}\n')
+    before = _state_facts(s3_admin, state_bucket)
+    result = backup.state_key_backup_ok()
+    assert result["versions"] == 2 and result["noncurrent_versions"] == 1
+    assert result["backup_matches_version"] == result["restored_version"]
+    assert result["restored_is_current"] is False
+    assert _state_facts(s3_admin, state_bucket) == before
+    assert _all_keys(s3_admin, state_bucket) == [STATE_KEY, STATE_KEY]  # no scratch left
+
+
+def test_a_backup_that_matches_no_version_is_an_integrity_mismatch(
+    authority_env: dict[str, str], s3_admin: Any, backup_bucket: str
+) -> None:
+    s3_admin.put_object(Bucket=backup_bucket, Key=STATE_KEY, Body=b"{}\n")
+    with pytest.raises(ActivityFailed, match=r"^integrity-mismatch: SHA256: .*matches none"):
+        backup.state_key_backup_ok()

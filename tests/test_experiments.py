@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +190,17 @@ def test_node_drain_is_recorded_not_survived_and_the_rollback_recovers(
     assert process.returncode == 1 and "flywheel-chaos verdict: not-survived" in output
     assert record["fault_actions"][0]["status"] == "succeeded"
     assert "nix-cache/attic-rustfs-openebs-" in record["fault_effect"]["why"]
+    # the RCA bundle beside the record: the Pending replacement, the volume's node
+    # affinity, and the last lines of the pod the drain evicted
+    bundle = Path(run_env["FLYWHEEL_EVIDENCE_DIR"]) / record["rca"]["file"]
+    assert hashlib.sha256(bundle.read_bytes()).hexdigest() == record["rca"]["sha256"]
+    with tarfile.open(bundle) as tar:
+        files = {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    summary = files["rca.md"]
+    assert "was Pending: it could not be scheduled" in summary and "node affinity" in summary
+    evicted = record["fault_actions"][0]["output"]["pods"][0]["pod"].split("/", 1)[1]
+    logs = [text for name, text in files.items() if name.startswith(f"k8s/logs/{evicted}/")]
+    assert logs and any(text.strip() for text in logs)
     assert record["prober"]["recovered"] is True
     assert record["prober"]["longest_outage_ms"] > 30_000
     assert record["rollbacks"] == [{"name": "uncordon-bumble", "status": "succeeded"}]
@@ -675,3 +688,39 @@ def test_a_drain_of_a_node_without_the_authority_is_never_survived(
     )
     assert process.returncode == 1 and "flywheel-chaos verdict: aborted" in output
     assert not _unschedulable(core, "honey")
+
+
+def test_an_rca_bundle_larger_than_its_bound_is_cut_with_a_note_and_never_fails(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
+    from harness.record.rca import collect
+
+    result = collect(load_authority(), tmp_path / "rca.tar.gz", max_bytes=2_000)
+    assert (tmp_path / "rca.tar.gz").exists()
+    assert any("cut, the bundle's 2000 byte bound was reached" in n for n in result["notes"])
+    with tarfile.open(tmp_path / "rca.tar.gz") as tar:
+        names = tar.getnames()
+    assert "rca.md" in names and "s3/view.json" in names and "disk/listing.json" in names
+
+
+def test_rca_on_a_recorded_run_writes_a_bundle_and_a_record_that_explains_it(
+    run_env: dict[str, str],
+) -> None:
+    directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
+    record = new_record(fault="pod-delete", verdict="not-survived", reasons=["by hand"])
+    write_record(record, directory)
+    result = cli(["rca", "--json"], run_env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    bundle = directory / answer["file"]
+    assert hashlib.sha256(bundle.read_bytes()).hexdigest() == answer["sha256"]
+    with tarfile.open(bundle) as tar:
+        summary = tar.extractfile("rca.md").read().decode()  # type: ignore[union-attr]
+    assert "verdict **not-survived**" in summary and "by hand" in summary
+    rca_record = json.loads(Path(answer["record"]).read_text())
+    assert rca_record["kind"] == "rca" and rca_record["explains"] == record["id"]
+    assert cli(["evidence", "verify"], run_env).returncode == 0
+    # a bundle altered after the fact is caught by verify
+    bundle.write_bytes(bundle.read_bytes() + b"x")
+    verify = cli(["evidence", "verify"], run_env)
+    assert verify.returncode == 1 and answer["file"].split("/")[-1] in verify.stdout + verify.stderr

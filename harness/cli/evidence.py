@@ -278,6 +278,59 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_rca(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from harness.guard import resolve_authority
+    from harness.record.evidence import new_record
+    from harness.record.rca import collect
+    from harness.record.recorder import record as write
+
+    path, explained = _find(args)
+    directory = _directory(args)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    bundle = collect(
+        resolve_authority(),
+        directory / "rca" / f"rca-{explained.get('id', 'live')}-{stamp}.tar.gz",
+        record=explained,
+    )
+    bundle["file"] = f"rca/{bundle['file']}"
+    written = write(
+        new_record(
+            kind="rca",
+            fault=str(explained.get("fault") or "rca"),
+            verdict=str(explained.get("verdict") or "error"),
+            reasons=[f"RCA of {path.name}, collected after the run"],
+            explains=explained.get("id"),
+            rca=bundle,
+        ),
+        directory=directory,
+    )
+    if args.json:
+        print_json({"record": str(written.path), **bundle})
+    else:
+        out.print(f"RCA bundle {directory / bundle['file']} ({bundle['bytes']} bytes)")
+        for note in bundle["notes"]:
+            out.print(f"[dim]note:[/] {note}")
+        out.print(f"recorded {written.path.name} (kind rca, never counted by the gate)")
+    return EXIT_OK
+
+
+def register_rca(sub: Any, common: argparse.ArgumentParser) -> None:
+    rca = sub.add_parser(
+        "rca",
+        parents=[common],
+        help="collect an RCA bundle for a run (pods, logs, events, S3 and disk views, summary)",
+    )
+    rca.add_argument(
+        "record", nargs="?", default="latest", help="file name or id (default: the latest)"
+    )
+    rca.add_argument(
+        "--dir", default=None, help="evidence directory (default: FLYWHEEL_EVIDENCE_DIR)"
+    )
+    rca.set_defaults(handler=_cmd_rca)
+
+
 def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
     report = sub.add_parser(
         "report", parents=[common], help="human report of a run (terminal, or --html FILE)"

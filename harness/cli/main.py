@@ -372,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evidence_commands.register(sub, common)
     evidence_commands.register_report(sub, common)
+    evidence_commands.register_rca(sub, common)
     lab_commands.register(sub, common)
     return parser
 

@@ -35,10 +35,12 @@ from harness.controls import current_run
 from harness.record.evidence import (
     PASSING,
     RecordRejected,
+    evidence_dir,
     harness_version,
     new_record,
 )
 from harness.record.posture import Target, fingerprint, read_target
+from harness.record.rca import collect
 from harness.record.recorder import record
 from harness.record.redact import RedactingFilter, Redactor
 from harness.record.verdict import decide, fault_effect
@@ -162,6 +164,7 @@ def after_experiment_control(
     target_node: str = "",
     proof: bool = False,
     state_namespace: str = "",
+    rca: bool = True,
     configuration: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
@@ -175,6 +178,7 @@ def after_experiment_control(
             target_node,
             proof,
             state_namespace,
+            rca,
             configuration,
             secrets,
             redactor,
@@ -198,6 +202,7 @@ def _record(
     target_node: str,
     proof: bool,
     state_namespace: str,
+    rca: bool,
     configuration: dict[str, Any] | None,
     secrets: dict[str, Any] | None,
     redactor: Redactor,
@@ -278,6 +283,8 @@ def _record(
     )
     if verdict not in PASSING:
         journal["deviated"] = True  # chaos run exits 1: CI and game days fail on it
+        if rca and not refused:
+            document["rca"] = _rca(document, configuration, secrets, redactor)
     try:
         written = record(
             document,
@@ -304,3 +311,31 @@ def _record(
         chaos_logger.info(redactor.text(line))
     else:
         chaos_logger.error(redactor.text(line))
+
+
+def _rca(
+    document: dict[str, Any],
+    configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None,
+    redactor: Redactor,
+) -> dict[str, Any] | None:
+    """An RCA bundle beside the evidence for a run that did not survive (bounded, never fails)."""
+    try:
+        authority = load_authority(configuration=configuration, secrets=secrets)
+        directory = evidence_dir()
+        bundle = collect(
+            authority,
+            directory / "rca" / f"rca-{document['id']}.tar.gz",
+            record=document,
+            redactor=redactor,
+        )
+    except Exception as exc:
+        chaos_logger.warning("flywheel-chaos: no RCA bundle for this run: %s", exc)
+        return None
+    chaos_logger.info(
+        "flywheel-chaos: RCA bundle %s (%d bytes, %.1f s)",
+        bundle["file"],
+        bundle["bytes"],
+        bundle["seconds"],
+    )
+    return {**bundle, "file": f"rca/{bundle['file']}"}

@@ -623,6 +623,17 @@ class Lab:
             progress(f"S3 accepts writes after {time.monotonic() - started:.1f}s")
             if retry_until(seeded, left(), f"seeding s3://{STATE_BUCKET}/{STATE_KEY}"):
                 progress(f"seeded s3://{STATE_BUCKET}/{STATE_KEY}")
+
+            def backed_up() -> None:
+                # what an operator's backup job leaves: a copy of the state key in the
+                # backup bucket (the backup-restore proof checks it against the key)
+                s3.copy_object(
+                    Bucket=BACKUP_BUCKET,
+                    Key=STATE_KEY,
+                    CopySource={"Bucket": STATE_BUCKET, "Key": STATE_KEY},
+                )
+
+            retry_until(backed_up, left(), f"backing s3://{STATE_BUCKET}/{STATE_KEY} up")
         except TimeoutError as error:
             raise HarnessError(
                 f"the state authority did not serve S3 at {endpoint}: {error}",

@@ -292,6 +292,13 @@ def verify(directory: Path | None = None, verifier: Verifier | None = None) -> l
                     problems.append(f"journal copy {journal_file} is missing")
                 elif sha256(journal_path.read_bytes()) != record.get("journal_sha256"):
                     problems.append(f"journal copy {journal_file} does not match journal_sha256")
+            bundle = record.get("rca")
+            if isinstance(bundle, dict) and bundle.get("file"):
+                bundle_path = target / str(bundle["file"])
+                if not bundle_path.exists():
+                    problems.append(f"RCA bundle {bundle['file']} is missing")
+                elif sha256(bundle_path.read_bytes()) != bundle.get("sha256"):
+                    problems.append(f"RCA bundle {bundle['file']} does not match its sha256")
             if verifier is not None and schema_name == SCHEMA_V2:
                 wrong = verifier.problem(str(record.get("record_sha256")), record.get("signature"))
                 if wrong:
