@@ -89,3 +89,7 @@ bench-drain:
 # every fault experiment in the interim lab and in the ha candidate
 bench-ha *args:
     python benchmarks/ha_candidate.py {{args}}
+
+# the gate and evidence verify over 10,000 records, against the verifier before them
+bench-gate:
+    python benchmarks/gate_scale.py
