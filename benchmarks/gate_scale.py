@@ -66,6 +66,7 @@ def old_verifier() -> Any:
     ).stdout
     module = types.ModuleType("evidence_before")
     module.__dict__["__file__"] = "evidence_before.py"
+    sys.modules["evidence_before"] = module  # its dataclasses look themselves up there
     exec(compile(source, "evidence_before.py", "exec"), module.__dict__)
     module.__dict__["_schema"] = lambda: __import__("json").loads(schema)
     return module.verify
