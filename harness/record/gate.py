@@ -318,7 +318,9 @@ def _evidence_row(
     fresh = [v for v in mine if _age_days(v.record or {}, now) <= requirement.max_age_days]
     countable = [v for v in fresh if _counts(v.record or {}, requirement) is None]
     matching = [v for v in countable if not differences((v.record or {}).get("fingerprint"), live)]
-    others = [v for v in countable if v not in matching]
+    # by identity: `in` on a list compares whole records, which made the gate quadratic
+    matched = {id(v) for v in matching}
+    others = [v for v in countable if id(v) not in matched]
     outcomes = [(v, *_passed(v.record or {}, requirement)) for v in matching]
     lower = wilson_lower(sum(1 for _, ok, _ in outcomes if ok), len(outcomes))
     window = outcomes[-requirement.runs :]
@@ -361,7 +363,8 @@ def _evidence_row(
         )
     else:
         row.detail = f"{tally}: {requirement.runs - len(window)} more run(s) needed"
-        excluded = [v for v in fresh if v not in countable]
+        counted = {id(v) for v in countable}
+        excluded = [v for v in fresh if id(v) not in counted]
         if excluded:
             reasons = sorted({_counts(v.record or {}, requirement) or "" for v in excluded})
             row.detail += f"; {len(excluded)} not counted ({', '.join(reasons)})"
