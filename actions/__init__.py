@@ -13,8 +13,13 @@ from chaoslib.discovery import discover_actions, discover_probes, initialize_dis
 
 __all__ = ["discover"]
 
-ACTION_MODULES: tuple[str, ...] = ("actions.nodes", "actions.pods")
-PROBE_MODULES: tuple[str, ...] = ("probes.state_authority", "probes.backup", "probes.tofu")
+ACTION_MODULES: tuple[str, ...] = ("actions.nodes", "actions.pods", "actions.buckets")
+PROBE_MODULES: tuple[str, ...] = (
+    "probes.state_authority",
+    "probes.backup",
+    "probes.tofu",
+    "probes.buckets",
+)
 
 
 def _version() -> str:

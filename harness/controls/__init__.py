@@ -36,6 +36,8 @@ class RunState:
     prober_summary: dict[str, Any] | None = None
     integrity_before: dict[str, Any] | None = None
     fingerprint: dict[str, Any] | None = None
+    live_rca: dict[str, Any] | None = None
+    """An RCA bundle taken while the fault was live (the evidence control's ``rca_after``)."""
 
 
 _lock = threading.Lock()

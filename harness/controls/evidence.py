@@ -59,6 +59,47 @@ _installed: list[tuple[logging.Handler, RedactingFilter]] = []
 _redactor: dict[str, Redactor] = {}
 
 
+def after_activity_control(
+    context: dict[str, Any],
+    state: Any,
+    rca_after: str = "",
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    """With ``rca_after`` naming an activity, take the RCA bundle right after it, while its
+    fault is live: pointed at the bucket the activity names in its output (``bucket``), or
+    the state bucket. Bounded and never failing, like every bundle."""
+    if not rca_after or context.get("name") != rca_after:
+        return
+    run = current_run()
+    output = state.get("output") if isinstance(state, dict) else None
+    bucket = str(output.get("bucket") or "") if isinstance(output, dict) else ""
+    objects = output.get("objects") if isinstance(output, dict) else None
+    key = str(objects[0].get("key") or "") if isinstance(objects, list) and objects else ""
+    redactor = _redactor.get("run") or Redactor.from_context(secrets)
+    try:
+        authority = load_authority(configuration=configuration, secrets=secrets)
+        authority = authority.with_overrides(bucket=bucket, key=key)
+        bundle = collect(
+            authority,
+            evidence_dir() / "rca" / f"rca-{run.run_id}-{rca_after}.tar.gz",
+            record={"experiment": context.get("name"), "fault": run.fault, "verdict": "live"},
+            redactor=redactor,
+        )
+    except Exception as exc:
+        chaos_logger.warning("flywheel-chaos: no RCA bundle while the fault was live: %s", exc)
+        run.live_rca = {"mismatch": False, "why": f"not collected: {exc}"}
+        return
+    chaos_logger.info(
+        "flywheel-chaos: RCA bundle %s taken while %s was live (mismatch: %s)",
+        bundle["file"],
+        rca_after,
+        bundle.get("mismatch"),
+    )
+    run.live_rca = {**bundle, "file": f"rca/{bundle['file']}"}
+
+
 def _state_key(
     configuration: dict[str, Any] | None, secrets: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -135,8 +176,11 @@ def _bounded(output: Any) -> Any:
     return {"truncated": f"{len(text)} bytes of output", "head": text[:OUTPUT_LIMIT]}
 
 
-def _proof_verdict(journal: dict[str, Any], refused: str | None) -> tuple[str, list[str]]:
-    """A proof passes when its steady state held and every method probe succeeded."""
+def _proof_verdict(
+    journal: dict[str, Any], refused: str | None, live_rca: dict[str, Any] | None = None
+) -> tuple[str, list[str]]:
+    """A proof passes when its steady state held and every method probe succeeded (and, with
+    ``rca_after``, the bundle taken while the fault was live named the mismatch)."""
     if refused:
         return "aborted", [refused]
     if journal.get("status") in ("interrupted", "aborted"):
@@ -148,6 +192,11 @@ def _proof_verdict(journal: dict[str, Any], refused: str | None) -> tuple[str, l
     ]
     if failed or journal.get("deviated") or journal.get("status") != "completed":
         return "failed", failed or [f"the run ended {journal.get('status')}"]
+    if live_rca is not None and not live_rca.get("mismatch"):
+        return "failed", [
+            "the RCA bundle taken while the fault was live did not show the bucket missing "
+            f"from S3 with its markers on disk ({live_rca.get('why') or 'see rca.md'})"
+        ]
     return "passed", [f"{len(journal.get('run') or [])} proof step(s) passed"]
 
 
@@ -165,6 +214,7 @@ def after_experiment_control(
     proof: bool = False,
     state_namespace: str = "",
     rca: bool = True,
+    rca_after: str = "",
     configuration: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
@@ -179,6 +229,7 @@ def after_experiment_control(
             proof,
             state_namespace,
             rca,
+            rca_after,
             configuration,
             secrets,
             redactor,
@@ -203,6 +254,7 @@ def _record(
     proof: bool,
     state_namespace: str,
     rca: bool,
+    rca_after: str,
     configuration: dict[str, Any] | None,
     secrets: dict[str, Any] | None,
     redactor: Redactor,
@@ -215,7 +267,9 @@ def _record(
     summary = run.prober_summary
     effect = None if proof else fault_effect(run.fault_actions, namespace)
     if proof:
-        verdict, reasons = _proof_verdict(journal, refused or run.lease_lost)
+        verdict, reasons = _proof_verdict(
+            journal, refused or run.lease_lost, run.live_rca if rca_after else None
+        )
     else:
         verdict, reasons = decide(
             journal, summary, run.fault_actions, refused, run.lease_lost, effect
@@ -281,9 +335,11 @@ def _record(
         },
         lab=bool(os.environ.get("FLYWHEEL_LAB_DIR")),
     )
+    if run.live_rca is not None and run.live_rca.get("file"):
+        document["rca"] = run.live_rca
     if verdict not in PASSING:
         journal["deviated"] = True  # chaos run exits 1: CI and game days fail on it
-        if rca and not refused:
+        if rca and not refused and "rca" not in document:
             document["rca"] = _rca(document, configuration, secrets, redactor)
     try:
         written = record(

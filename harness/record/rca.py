@@ -270,7 +270,9 @@ def _disk_view(lab_dir: str, facts: dict[str, Any], bucket: str) -> dict[str, An
                 if path.name in METADATA_NAMES and size <= HASH_LIMIT:
                     entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
             parts = path.relative_to(root).parts
-            if bucket in parts:
+            # a directory named after the bucket, or a SeaweedFS volume file of a collection
+            # named after it (<bucket>_N.dat, <bucket>-kept_N.dat)
+            if bucket in parts or (path.is_file() and path.name.startswith(bucket)):
                 markers.append(relative)
             entries.append(entry)
     return {
@@ -428,10 +430,15 @@ def collect(
     tmp = destination.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, destination)
+    head_bucket = s3.get("head-bucket") or {}
+    missing = not head_bucket.get("ok") and (head_bucket.get("error") or {}).get("class") == (
+        "no-such-bucket"
+    )
     return {
         "file": destination.name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
+        "mismatch": bool(missing and disk.get("bucket_marker_count")),
         "notes": bundle.notes,
         "seconds": round(time.monotonic() - bundle.started, 2),
     }

@@ -1,0 +1,416 @@
+"""Chaos Toolkit actions: the bucket-index-loss fault (lab only), its recovery and its clean-up.
+
+The incident that started the HA gate: the state authority answered
+NoSuchBucket while the bucket's data was still on disk. This fault makes that
+happen on purpose, on a **scratch bucket** of its own (``flywheel-chaos-index-
+<run>``), never on the state bucket or the backup bucket, and only in the lab
+(``FLYWHEEL_LAB_DIR`` names a lab with nodes): it talks to the server's
+internals, which a production server must never be exposed to.
+
+SeaweedFS (``interim-seaweedfs``, ``ha-seaweedfs``): deleting a bucket's filer
+entry also deletes its collection, so the data would go with it, and the
+filer refuses to rename a bucket. What keeps the data (tried on SeaweedFS
+4.48): a ``filer.conf`` location rule puts the scratch bucket's objects into a
+collection of their own (``<bucket>-kept``), the rule is removed again, and
+the bucket entry is then deleted with ``skipChunkDeletion``: S3 answers
+NoSuchBucket while ``<bucket>-kept_N.dat`` stays on the volume servers.
+
+RustFS: refused. RustFS 1.0.1 rebuilds a bucket's metadata from its
+directory at start-up and serves from memory when it is removed while
+running, so removing it reproduces nothing (README, known findings).
+
+Recovery is a restore from the backup bucket (the fault copies every object
+there first, its SHA-256 in the object's metadata), compared byte for byte;
+SeaweedFS has no heal of its own for a lost filer entry, and the result says
+so. The rollback removes the scratch bucket, its kept collection and the
+backup copies, and takes the location rule out of ``filer.conf``; it is safe
+to run twice.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
+
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+
+from actions.cluster import API_TIMEOUT, SafetyRefusal, core_api, require_lease
+from probes.buckets import SCRATCH_PREFIX, scratch_bucket
+from probes.failures import StateAuthorityError
+from probes.s3client import CANARY_PREFIX, StateAuthority, activity_authority, call_with_retries
+
+Result = Dict[str, Any]  # noqa: UP006
+
+__all__ = ["lose_bucket_index", "remove_scratch_bucket", "restore_bucket_from_backup"]
+
+logger = logging.getLogger("flywheel_chaos.actions")
+
+FILER_CONF = "/etc/seaweedfs/filer.conf"
+HTTP_TIMEOUT_S = 5.0
+_EXISTS = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+SERVER_HEAL = {
+    "seaweedfs": "none: SeaweedFS rebuilds no filer entry from volume data "
+    "(fs.meta.load needs a metadata backup taken before)",
+}
+
+
+# ------------------------------------------------------------------ target ---
+
+
+def _setting(configuration: Configuration, key: str, env: str, default: str = "") -> str:
+    value = (configuration or {}).get(key)
+    return str(value) if value not in (None, "") else os.environ.get(env, default)
+
+
+def _backup_bucket(authority: StateAuthority, configuration: Configuration) -> str:
+    return _setting(
+        configuration,
+        "tofu_state_backup_bucket",
+        "TOFU_STATE_BACKUP_BUCKET",
+        f"{authority.bucket}-backup",
+    )
+
+
+def _backup_prefix(bucket: str) -> str:
+    return f"{CANARY_PREFIX}index-loss/{bucket}/"
+
+
+def _check_target(bucket: str, authority: StateAuthority, configuration: Configuration) -> Path:
+    """Refuse before anything changes: outside a lab, or on a bucket that is not scratch."""
+    lab = _setting(configuration, "flywheel_lab_dir", "FLYWHEEL_LAB_DIR")
+    if not lab or not (Path(lab) / "nodes").is_dir():
+        raise SafetyRefusal(
+            "refused: bucket-index-loss runs only in a lab (FLYWHEEL_LAB_DIR names none"
+            f"{': ' + lab if lab else ''}; hint: source .lab/env)"
+        )
+    protected = {authority.bucket, _backup_bucket(authority, configuration)}
+    if bucket in protected:
+        raise SafetyRefusal(
+            f"refused: {bucket!r} is the state authority's own bucket; bucket-index-loss "
+            "only ever touches a scratch bucket of its run"
+        )
+    if not bucket.startswith(SCRATCH_PREFIX):
+        raise SafetyRefusal(
+            f"refused: {bucket!r} is not a scratch bucket (its name must start with "
+            f"{SCRATCH_PREFIX!r})"
+        )
+    return Path(lab)
+
+
+def _server(configuration: Configuration) -> tuple[str, str]:
+    """Which server the state authority runs and its filer's loopback address (the lab's
+    pods listen on the loopback twin 127.A.B.C of their API address 10.A.B.C)."""
+    namespace = _setting(
+        configuration, "flywheel_state_namespace", "FLYWHEEL_STATE_NAMESPACE", "nix-cache"
+    )
+    selector = _setting(
+        configuration,
+        "flywheel_state_selector",
+        "FLYWHEEL_STATE_SELECTOR",
+        "app.kubernetes.io/name=attic-rustfs-openebs",
+    )
+    pods = core_api(configuration).list_namespaced_pod(
+        namespace, label_selector=selector, _request_timeout=API_TIMEOUT
+    )
+    for pod in pods.items:
+        if not pod.status.pod_ip or pod.metadata.deletion_timestamp is not None:
+            continue
+        for container in pod.spec.containers:
+            words = [*(container.command or []), *(container.args or [])]
+            if any(Path(w).name == "rustfs" for w in words[:1]):
+                return "rustfs", ""
+            if words and Path(words[0]).name == "weed":
+                if "filer" not in words and "-filer" not in words:
+                    continue
+                # weed server -filer -filer.port=P, or weed filer -port=P
+                flag = "-filer.port=" if "-filer" in words else "-port="
+                port = next((w.split("=", 1)[1] for w in words if w.startswith(flag)), "8888")
+                return "seaweedfs", f"http://127.{pod.status.pod_ip.split('.', 1)[1]}:{port}"
+    raise ActivityFailed(
+        f"no running pod of {namespace}/{selector} runs a server bucket-index-loss knows "
+        "(SeaweedFS with a filer)"
+    )
+
+
+# ------------------------------------------------------------------ filer ---
+
+
+def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Accept", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+def _conf(filer: str) -> dict[str, Any]:
+    status, data = _http("GET", filer + FILER_CONF)
+    if status == 404 or not data.strip():
+        return {"version": 0, "locations": []}
+    if status != 200:
+        raise ActivityFailed(f"reading {FILER_CONF} from the filer: HTTP {status}")
+    loaded: dict[str, Any] = json.loads(data)
+    loaded.setdefault("locations", [])
+    return loaded
+
+
+def _put_conf(filer: str, conf: dict[str, Any]) -> None:
+    status, data = _http("PUT", filer + FILER_CONF, json.dumps(conf).encode())
+    if status not in (200, 201, 204):
+        raise ActivityFailed(f"writing {FILER_CONF} to the filer: HTTP {status} {data[:200]!r}")
+
+
+def _set_rule(filer: str, bucket: str, present: bool) -> None:
+    """Add (or remove) the location rule that puts ``bucket``'s objects in ``<bucket>-kept``."""
+    conf = _conf(filer)
+    prefix = f"/buckets/{bucket}/"
+    rules = [r for r in conf["locations"] if r.get("locationPrefix") != prefix]
+    if present:
+        rules.append({"locationPrefix": prefix, "collection": f"{bucket}-kept"})
+    if rules != conf["locations"]:
+        conf["locations"] = rules
+        _put_conf(filer, conf)
+        time.sleep(1.0)  # the filer and the S3 gateway reload filer.conf asynchronously
+
+
+def _s3(authority: StateAuthority, name: str, call: Any, deadline_s: float = 10.0) -> Any:
+    return call_with_retries(authority, name, call, deadline=time.monotonic() + deadline_s)
+
+
+def _wait_missing(authority: StateAuthority, bucket: str, within_s: float) -> float:
+    """Seconds until HEAD of ``bucket`` answers NoSuchBucket (``ActivityFailed`` past the deadline)."""
+    started = time.monotonic()
+    last = "it still answered"
+    while time.monotonic() - started < within_s:
+        try:
+            authority_client = authority.with_overrides(connect_timeout_s=2.0, read_timeout_s=2.0)
+            _s3(authority_client, "head-bucket", lambda c: c.head_bucket(Bucket=bucket), 2.0)
+        except StateAuthorityError as exc:
+            if exc.error_class == "no-such-bucket":
+                return round(time.monotonic() - started, 3)
+            last = f"{exc.error_class}: {exc}"
+        time.sleep(0.25)
+    raise ActivityFailed(f"bucket {bucket!r} was not reported missing within {within_s:g}s: {last}")
+
+
+def _kept_files(lab: Path, bucket: str, pattern: str = "{bucket}-kept_*.dat") -> list[str]:
+    """Volume files of the bucket's kept collection on the lab's nodes (or of ``pattern``)."""
+    return sorted(
+        str(p.relative_to(lab))
+        for p in (lab / "nodes").glob("*/volumes/*/" + pattern.format(bucket=bucket))
+        if p.is_file()
+    )
+
+
+# ----------------------------------------------------------------- actions ---
+
+
+def lose_bucket_index(
+    bucket: str = "",
+    objects: int = 3,
+    size_bytes: int = 65536,
+    wait_missing_s: float = 20.0,
+    dry_run: bool = False,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
+    """Lose a scratch bucket's index while its objects stay on disk (lab only, SeaweedFS).
+
+    Creates ``bucket`` (default ``flywheel-chaos-index-<run id>``) with
+    ``objects`` objects of ``size_bytes`` in a collection of their own, copies
+    each to the backup bucket under ``_flywheel-chaos/index-loss/<bucket>/``
+    (SHA-256 in its metadata), then deletes the bucket's filer entry without
+    its chunks and waits until S3 answers NoSuchBucket. Refused outside a lab,
+    on the state or backup bucket, on a bucket not named as a scratch bucket,
+    without this run's lease, and on RustFS (it rebuilds bucket metadata).
+    Returns ``{"bucket", "server", "objects": [{"key", "sha256", "size"}],
+    "backup_bucket", "backup_prefix", "missing_after_s", "kept_on_disk",
+    "took_effect", "dry_run"}``.
+    """
+    authority = activity_authority("", "", "", 10.0, configuration, secrets)
+    name = scratch_bucket(bucket)
+    lab = _check_target(name, authority, configuration)
+    if objects < 1 or size_bytes < 1:
+        raise SafetyRefusal(
+            f"refused: objects and size_bytes must be >= 1 ({objects}, {size_bytes})"
+        )
+    server, filer = _server(configuration)
+    backup = _backup_bucket(authority, configuration)
+    plan: Result = {
+        "bucket": name,
+        "server": server,
+        "backup_bucket": backup,
+        "backup_prefix": _backup_prefix(name),
+        "objects": [],
+        "took_effect": False,
+        "dry_run": dry_run,
+    }
+    if server == "rustfs":
+        raise SafetyRefusal(
+            "refused: bucket-index-loss on RustFS reproduces nothing: RustFS 1.0.1 rebuilds a "
+            "bucket's metadata from its directory (hint: use topology interim-seaweedfs)"
+        )
+    if dry_run:
+        return plan
+    require_lease(configuration)
+    _set_rule(filer, name, present=True)
+    try:
+        _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
+        for index in range(objects):
+            key = f"object-{index}"
+            body = os.urandom(size_bytes)
+            digest = hashlib.sha256(body).hexdigest()
+
+            def put(c: Any, key: str = key, body: bytes = body, digest: str = digest) -> Any:
+                return c.put_object(Bucket=name, Key=key, Body=body, Metadata={"sha256": digest})
+
+            _s3(authority, "put", put)
+
+            def copy(c: Any, key: str = key) -> Any:
+                return c.copy_object(
+                    Bucket=backup,
+                    Key=_backup_prefix(name) + key,
+                    CopySource={"Bucket": name, "Key": key},
+                )
+
+            _s3(authority, "backup", copy)
+            plan["objects"].append({"key": key, "sha256": digest, "size": size_bytes})
+    finally:
+        # the rule must be gone before the entry is deleted, or the delete takes the kept
+        # collection (the data) with it
+        _set_rule(filer, name, present=False)
+    status, data = _http("DELETE", f"{filer}/buckets/{name}?recursive=true&skipChunkDeletion=true")
+    if status not in (200, 202, 204):
+        raise ActivityFailed(f"deleting the filer entry of {name}: HTTP {status} {data[:200]!r}")
+    logger.warning("bucket-index-loss: deleted the filer entry of %s, chunks kept", name)
+    plan["missing_after_s"] = _wait_missing(authority, name, wait_missing_s)
+    plan["kept_on_disk"] = _kept_files(lab, name)
+    plan["took_effect"] = bool(plan["kept_on_disk"])
+    if not plan["kept_on_disk"]:
+        raise ActivityFailed(
+            f"{name} is reported missing but no {name}-kept_*.dat is on the lab's volumes: "
+            "the data did not stay on disk, so this is not the incident's shape"
+        )
+    return plan
+
+
+def restore_bucket_from_backup(
+    bucket: str = "",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
+    """Recover a lost scratch bucket from the backup bucket, byte-identical.
+
+    Re-creates ``bucket`` (default: this run's scratch bucket), copies every
+    object back from ``_flywheel-chaos/index-loss/<bucket>/`` in the backup
+    bucket and compares the SHA-256 of what it reads back with the digest the
+    object was written with. Returns ``{"bucket", "restored": [{"key",
+    "sha256", "identical", "path"}], "server_heal"}``. Raises
+    ``ActivityFailed`` when nothing was backed up or any object differs.
+    """
+    authority = activity_authority("", "", "", 10.0, configuration, secrets)
+    name = scratch_bucket(bucket)
+    _check_target(name, authority, configuration)
+    server, filer = _server(configuration)
+    require_lease(configuration)
+    backup = _backup_bucket(authority, configuration)
+    prefix = _backup_prefix(name)
+    listing = _s3(
+        authority, "list-backup", lambda c: c.list_objects_v2(Bucket=backup, Prefix=prefix)
+    )
+    keys = [item["Key"] for item in listing.get("Contents", [])]
+    if not keys:
+        raise ActivityFailed(f"nothing to restore: no object under s3://{backup}/{prefix}")
+    # the restored objects go to the kept collection too, so that the rollback's one
+    # delete removes everything this run wrote
+    _set_rule(filer, name, present=True)
+    try:
+        _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
+    except StateAuthorityError as exc:
+        if exc.code not in _EXISTS:
+            raise
+    restored = []
+    for source in keys:
+        key = source[len(prefix) :]
+
+        def copy(c: Any, key: str = key, source: str = source) -> Any:
+            return c.copy_object(Bucket=name, Key=key, CopySource={"Bucket": backup, "Key": source})
+
+        _s3(authority, "restore", copy)
+        answer = _s3(authority, "get", lambda c, key=key: c.get_object(Bucket=name, Key=key))
+        body = answer["Body"].read()
+        digest = hashlib.sha256(body).hexdigest()
+        expected = (answer.get("Metadata") or {}).get("sha256")
+        restored.append(
+            {"key": key, "sha256": digest, "identical": digest == expected, "path": "backup"}
+        )
+    different = [r["key"] for r in restored if not r["identical"]]
+    if different:
+        raise ActivityFailed(f"restored objects differ from what was written: {different}")
+    return {"bucket": name, "restored": restored, "server_heal": SERVER_HEAL.get(server, "none")}
+
+
+def remove_scratch_bucket(
+    bucket: str = "",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
+    """Rollback: remove this run's scratch bucket, its kept data and its backup copies.
+
+    Safe to run twice and after a fault that stopped half-way; needs no lease
+    (it only ever touches this run's scratch names). Returns ``{"bucket",
+    "removed_backup_copies", "kept_left_on_disk"}``.
+    """
+    authority = activity_authority("", "", "", 10.0, configuration, secrets)
+    name = scratch_bucket(bucket)
+    lab = _check_target(name, authority, configuration)
+    _server_kind, filer = _server(configuration)
+    # Deleting a bucket entry deletes the collection its location rule names. With the rule
+    # in place that is the kept collection (the lost chunks and the restored ones); without
+    # it, the collection named after the bucket, which SeaweedFS creates with the bucket.
+    for with_rule in (True, False):
+        _set_rule(filer, name, present=with_rule)
+        try:
+            try:
+                _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
+            except StateAuthorityError as exc:
+                if exc.code not in _EXISTS:
+                    raise
+            status, data = _http("DELETE", f"{filer}/buckets/{name}?recursive=true")
+            if status not in (200, 202, 204, 404):
+                raise ActivityFailed(f"deleting {name}: HTTP {status} {data[:200]!r}")
+        finally:
+            _set_rule(filer, name, present=False)
+    backup = _backup_bucket(authority, configuration)
+    prefix = _backup_prefix(name)
+    listing = _s3(
+        authority,
+        "list-backup-versions",
+        lambda c: c.list_object_versions(Bucket=backup, Prefix=prefix),
+    )
+    removed = 0
+    for item in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
+        if item["Key"].startswith(prefix):  # never anything but this run's copies
+
+            def delete(c: Any, key: str = item["Key"], version: str = item["VersionId"]) -> Any:
+                return c.delete_object(Bucket=backup, Key=key, VersionId=version)
+
+            _s3(authority, "delete", delete)
+            removed += 1
+    deadline = time.monotonic() + 10.0  # volume servers drop a collection's files promptly
+    while _kept_files(lab, name, "{bucket}*.dat") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return {
+        "bucket": name,
+        "removed_backup_copies": removed,
+        "kept_left_on_disk": _kept_files(lab, name, "{bucket}*.dat"),
+    }
