@@ -1,0 +1,81 @@
+"""Does the bucket-index-loss proof hold run after run, per topology?
+
+In a scratch lab of TOPOLOGY (a free lab slot of its own), runs
+`experiments/bucket-index-loss.yaml` with `chaos run` --runs times and prints
+per run: the verdict, how long the server took to answer NoSuchBucket, how
+many kept volume files stayed on disk, whether the RCA bundle taken while the
+fault was live named the mismatch, and the rollback; then k/N passed and
+whether anything of the scratch buckets is left on the lab's disks.
+
+    python benchmarks/bucket_index_loss.py [--runs 5] [--topology interim-seaweedfs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from harness.lab.cluster import scratch_lab
+from harness.record.evidence import record_files
+
+REPO = Path(__file__).resolve().parent.parent
+CHAOS = Path(sys.executable).parent / "chaos"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--topology", default="interim-seaweedfs")
+    args = parser.parse_args()
+    passed = 0
+    with scratch_lab(REPO / f".lab-bench-bil-{args.topology}", args.topology) as lab:
+        work = Path(tempfile.mkdtemp(prefix="bench-bil-"))
+        env = {
+            **lab.env_values(),
+            "FLYWHEEL_EVIDENCE_DIR": str(work / "evidence"),
+            "FLYWHEEL_STATE_DIR": str(work / "state"),
+        }
+        for index in range(1, args.runs + 1):
+            process = subprocess.run(
+                [
+                    str(CHAOS),
+                    "--log-file",
+                    str(work / f"chaos-{index}.log"),
+                    "run",
+                    "--journal-path",
+                    str(work / f"journal-{index}.json"),
+                    str(REPO / "experiments" / "bucket-index-loss.yaml"),
+                ],
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            records = record_files(Path(env["FLYWHEEL_EVIDENCE_DIR"]))
+            record = json.loads(records[-1].read_text()) if records else {}
+            steps = {s["name"]: s for s in record.get("proof_steps") or []}
+            lost = (steps.get("lose-bucket-index") or {}).get("output") or {}
+            passed += record.get("verdict") == "passed"
+            print(
+                f"run {index}: {record.get('verdict', 'no record')} (exit {process.returncode}); "
+                f"NoSuchBucket after {lost.get('missing_after_s')} s; "
+                f"{len(lost.get('kept_on_disk') or [])} kept volume files on disk; "
+                f"live RCA mismatch {(record.get('rca') or {}).get('mismatch')}; "
+                f"rollbacks {[r['status'] for r in record.get('rollbacks') or []]}",
+                flush=True,
+            )
+        left = sorted((lab.paths.root / "nodes").glob("*/volumes/*/flywheel-chaos-index-*"))
+    print(
+        f"{args.topology}: {passed}/{args.runs} passed; left on disk afterwards: {len(left)} files"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
