@@ -9,6 +9,8 @@ lengths) varies run to run and is measured by ``benchmarks/ha_candidate.py``.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,11 +77,27 @@ def test_every_node_runs_one_member_of_each_component(core: client.CoreV1Api) ->
     )
 
 
+def _guard(lab_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``flywheel-chaos guard --json``, once more after 5 s when its only failure was a canary
+    read answering NoSuchKey right after its write: seen once in CI-like runs under extra
+    load (a read through another gateway than the write; README, known findings). The
+    guard itself stays strict; a second such failure, or any other, fails the test."""
+    result = cli(["guard", "--json"], lab_env)
+    if result.returncode == 1:
+        failed = [c for c in json.loads(result.stdout)["checks"] if not c["ok"]]
+        if [(c["name"], c["error"]["class"]) for c in failed] == [
+            ("canary-write-read-delete", "no-such-key")
+        ]:
+            time.sleep(5)
+            result = cli(["guard", "--json"], lab_env)
+    return result
+
+
 def test_the_guard_passes_with_three_gateways_behind_one_service(
     lab_env: dict[str, str], core: client.CoreV1Api
 ) -> None:
     assert len(_ready_gateways(core)) == 3
-    result = cli(["guard", "--json"], lab_env)
+    result = _guard(lab_env)
     assert result.returncode == 0, result.stdout + result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     # the 8 racers are spread over the gateways by the service proxy: still one winner
@@ -89,6 +107,8 @@ def test_the_guard_passes_with_three_gateways_behind_one_service(
 def test_the_gate_reads_a_replicated_posture_and_refuses_the_interim_flag(
     lab_env: dict[str, str],
 ) -> None:
+    guard = _guard(lab_env)  # the gate's mode needs a passing guard to say posture_unknown
+    assert guard.returncode == 0, guard.stdout + guard.stderr
     result = cli(["gate", "--json", "--expect-interim"], lab_env)
     assert result.returncode == 1
     report = json.loads(result.stdout)
