@@ -41,7 +41,7 @@ from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.D
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from actions.cluster import API_TIMEOUT, SafetyRefusal, core_api, require_lease
+from actions.cluster import API_TIMEOUT, SafetyRefusal, core_api, require_lease, setting
 from probes.buckets import SCRATCH_PREFIX, scratch_bucket
 from probes.failures import StateAuthorityError
 from probes.s3client import CANARY_PREFIX, StateAuthority, activity_authority, call_with_retries
@@ -64,13 +64,8 @@ SERVER_HEAL = {
 # ------------------------------------------------------------------ target ---
 
 
-def _setting(configuration: Configuration, key: str, env: str, default: str = "") -> str:
-    value = (configuration or {}).get(key)
-    return str(value) if value not in (None, "") else os.environ.get(env, default)
-
-
 def _backup_bucket(authority: StateAuthority, configuration: Configuration) -> str:
-    return _setting(
+    return setting(
         configuration,
         "tofu_state_backup_bucket",
         "TOFU_STATE_BACKUP_BUCKET",
@@ -84,7 +79,7 @@ def _backup_prefix(bucket: str) -> str:
 
 def _check_target(bucket: str, authority: StateAuthority, configuration: Configuration) -> Path:
     """Refuse before anything changes: outside a lab, or on a bucket that is not scratch."""
-    lab = _setting(configuration, "flywheel_lab_dir", "FLYWHEEL_LAB_DIR")
+    lab = setting(configuration, "flywheel_lab_dir", "FLYWHEEL_LAB_DIR")
     if not lab or not (Path(lab) / "nodes").is_dir():
         raise SafetyRefusal(
             "refused: bucket-index-loss runs only in a lab (FLYWHEEL_LAB_DIR names none"
@@ -107,10 +102,10 @@ def _check_target(bucket: str, authority: StateAuthority, configuration: Configu
 def _server(configuration: Configuration) -> tuple[str, str]:
     """Which server the state authority runs and its filer's loopback address (the lab's
     pods listen on the loopback twin 127.A.B.C of their API address 10.A.B.C)."""
-    namespace = _setting(
+    namespace = setting(
         configuration, "flywheel_state_namespace", "FLYWHEEL_STATE_NAMESPACE", "nix-cache"
     )
-    selector = _setting(
+    selector = setting(
         configuration,
         "flywheel_state_selector",
         "FLYWHEEL_STATE_SELECTOR",
@@ -406,11 +401,11 @@ def remove_scratch_bucket(
 
             _s3(authority, "delete", delete)
             removed += 1
+
+    def left() -> list[str]:  # both collections: <bucket>_N and <bucket>-kept_N
+        return _kept_files(lab, name) + _kept_files(lab, name, "{bucket}_*.dat")
+
     deadline = time.monotonic() + 10.0  # volume servers drop a collection's files promptly
-    while _kept_files(lab, name, "{bucket}*.dat") and time.monotonic() < deadline:
+    while left() and time.monotonic() < deadline:
         time.sleep(0.5)
-    return {
-        "bucket": name,
-        "removed_backup_copies": removed,
-        "kept_left_on_disk": _kept_files(lab, name, "{bucket}*.dat"),
-    }
+    return {"bucket": name, "removed_backup_copies": removed, "kept_left_on_disk": left()}

@@ -73,6 +73,12 @@ def core_api(configuration: Mapping[str, Any] | None = None) -> client.CoreV1Api
     return client.CoreV1Api(api_client(configuration))
 
 
+def setting(configuration: Mapping[str, Any] | None, key: str, env: str, default: str = "") -> str:
+    """A setting from the experiment's configuration ``key``, else the environment ``env``."""
+    value = (configuration or {}).get(key)
+    return str(value) if value not in (None, "") else os.environ.get(env, default)
+
+
 def _list_setting(configuration: Mapping[str, Any] | None, key: str, env: str) -> list[str]:
     raw = (configuration or {}).get(key)
     if raw is None:

@@ -8,7 +8,6 @@ returns the plan and changes nothing. Undo actions are safe to run twice.
 import datetime as dt
 import json
 import logging
-import os
 import time
 from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
 
@@ -30,6 +29,7 @@ from actions.cluster import (
     refused_run,
     require_lease,
     run_id,
+    setting,
     wait_pods_gone,
     write_intent,
 )
@@ -381,11 +381,6 @@ def _wait_gone(core: Any, node: str, results: list[dict[str, Any]], deadline: fl
         )
 
 
-def _setting(configuration: Configuration, key: str, env: str, default: str = "") -> str:
-    value = (configuration or {}).get(key)
-    return str(value) if value not in (None, "") else os.environ.get(env, default)
-
-
 def make_node_unavailable(
     name: str = "bumble",
     method: str = "",
@@ -433,8 +428,8 @@ def make_node_unavailable(
     "dry_run", "confirmed", "confirmation", "displaced", ...}``; an unconfirmed
     fault makes the run's verdict ``aborted``, never survived.
     """
-    lab = lab_dir or _setting(configuration, "flywheel_lab_dir", "FLYWHEEL_LAB_DIR")
-    chosen = method or _setting(
+    lab = lab_dir or setting(configuration, "flywheel_lab_dir", "FLYWHEEL_LAB_DIR")
+    chosen = method or setting(
         configuration, "flywheel_node_fault_method", "FLYWHEEL_NODE_FAULT_METHOD"
     )
     if not chosen:
@@ -455,10 +450,10 @@ def make_node_unavailable(
             f"refused: {chosen} freezes or kills lab processes and there is no lab here "
             "(FLYWHEEL_LAB_DIR is unset) (hint: on a real cluster use kubelet-stop or command)"
         )
-    stop = stop_command or _setting(
+    stop = stop_command or setting(
         configuration, "flywheel_node_stop_command", "FLYWHEEL_NODE_STOP_COMMAND"
     )
-    start = start_command or _setting(
+    start = start_command or setting(
         configuration, "flywheel_node_start_command", "FLYWHEEL_NODE_START_COMMAND"
     )
     if chosen == "command" and not (stop and start):

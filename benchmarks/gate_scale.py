@@ -46,24 +46,22 @@ LIVE: dict[str, Any] = {
 }
 
 
+def _before(path: str) -> str:
+    """``path`` as it was at commit BEFORE."""
+    return subprocess.run(
+        ["git", "show", f"{BEFORE}:{path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+
+
 def old_verifier() -> Any:
     """``verify`` of harness/evidence.py at commit e310548, loaded from git."""
-    source = subprocess.run(
-        ["git", "show", f"{BEFORE}:harness/evidence.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    schema = subprocess.run(
-        ["git", "show", f"{BEFORE}:harness/evidence.schema.json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout
+    source = _before("harness/evidence.py")
+    schema = _before("harness/evidence.schema.json")
     module = types.ModuleType("evidence_before")
     module.__dict__["__file__"] = "evidence_before.py"
     sys.modules["evidence_before"] = module  # its dataclasses look themselves up there

@@ -242,3 +242,20 @@ def test_without_a_store_verify_says_that_truncation_cannot_be_detected(
     paths[-1].unlink()
     assert main(["evidence", "--dir", str(tmp_path), "verify"]) == 0
     assert "cannot detect" in capsys.readouterr().out
+
+
+def test_the_rca_disk_view_counts_a_buckets_own_files_not_those_of_a_bucket_sharing_its_prefix(
+    tmp_path: Path,
+) -> None:
+    from harness.record.rca import _disk_view
+
+    volume = tmp_path / "nodes" / "bumble" / "volumes" / "pv-1"
+    (volume / "tofu-state").mkdir(parents=True)
+    for name in ("tofu-state_3.dat", "tofu-state-kept_4.idx", "tofu-state-backup_5.dat", "7.dat"):
+        (volume / name).write_bytes(b"x")
+    view = _disk_view(str(tmp_path), {"volumes": [{"name": "pv-1"}]}, "tofu-state")
+    assert sorted(m.split("/", 1)[1] for m in view["bucket_markers"]) == [
+        "tofu-state",
+        "tofu-state-kept_4.idx",
+        "tofu-state_3.dat",
+    ]

@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import time
 from collections.abc import Callable
@@ -256,6 +257,7 @@ def _disk_view(lab_dir: str, facts: dict[str, Any], bucket: str) -> dict[str, An
         roots += list(Path(lab_dir).glob(f"nodes/*/volumes/{volume['name']}"))
     entries: list[dict[str, Any]] = []
     markers: list[str] = []
+    collection = re.compile(rf"{re.escape(bucket)}(-kept)?_\d+\.\w+")
     cut = False
     for root in roots:
         for path in sorted(root.rglob("*")):
@@ -270,9 +272,10 @@ def _disk_view(lab_dir: str, facts: dict[str, Any], bucket: str) -> dict[str, An
                 if path.name in METADATA_NAMES and size <= HASH_LIMIT:
                     entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
             parts = path.relative_to(root).parts
-            # a directory named after the bucket, or a SeaweedFS volume file of a collection
-            # named after it (<bucket>_N.dat, <bucket>-kept_N.dat)
-            if bucket in parts or (path.is_file() and path.name.startswith(bucket)):
+            # a directory named after the bucket, or a SeaweedFS volume file of its collection
+            # (<bucket>_N.dat; <bucket>-kept_N.dat is bucket-index-loss's): a prefix alone
+            # would count tofu-state-backup's files as tofu-state's
+            if bucket in parts or (path.is_file() and collection.fullmatch(path.name)):
                 markers.append(relative)
             entries.append(entry)
     return {
@@ -283,6 +286,12 @@ def _disk_view(lab_dir: str, facts: dict[str, Any], bucket: str) -> dict[str, An
         "bucket_marker_count": len(markers),
         "cut": cut,
     }
+
+
+def _no_such_bucket(s3: dict[str, Any]) -> bool:
+    """Whether the S3 view's HeadBucket answered NoSuchBucket (the incident's answer)."""
+    head = s3.get("head-bucket") or {}
+    return not head.get("ok") and (head.get("error") or {}).get("class") == "no-such-bucket"
 
 
 def summary(
@@ -304,9 +313,7 @@ def summary(
         ]
     lines += ["## S3 view against disk view", ""]
     head_bucket = s3.get("head-bucket", {})
-    no_bucket = not head_bucket.get("ok") and (head_bucket.get("error") or {}).get("class") == (
-        "no-such-bucket"
-    )
+    no_bucket = _no_such_bucket(s3)
     markers = disk.get("bucket_marker_count", 0)
     if no_bucket and markers:
         lines.append(
@@ -430,15 +437,11 @@ def collect(
     tmp = destination.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, destination)
-    head_bucket = s3.get("head-bucket") or {}
-    missing = not head_bucket.get("ok") and (head_bucket.get("error") or {}).get("class") == (
-        "no-such-bucket"
-    )
     return {
         "file": destination.name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
-        "mismatch": bool(missing and disk.get("bucket_marker_count")),
+        "mismatch": bool(_no_such_bucket(s3) and disk.get("bucket_marker_count")),
         "notes": bundle.notes,
         "seconds": round(time.monotonic() - bundle.started, 2),
     }
