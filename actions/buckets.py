@@ -42,7 +42,7 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from actions.cluster import API_TIMEOUT, SafetyRefusal, core_api, require_lease, setting
-from probes.buckets import SCRATCH_PREFIX, scratch_bucket
+from probes.buckets import OBJECT_PREFIX, SCRATCH_PREFIX, scratch_bucket
 from probes.failures import StateAuthorityError
 from probes.s3client import CANARY_PREFIX, StateAuthority, activity_authority, call_with_retries
 
@@ -261,7 +261,7 @@ def lose_bucket_index(
     try:
         _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
         for index in range(objects):
-            key = f"object-{index}"
+            key = f"{OBJECT_PREFIX}object-{index}"
             body = os.urandom(size_bytes)
             digest = hashlib.sha256(body).hexdigest()
 
@@ -273,7 +273,7 @@ def lose_bucket_index(
             def copy(c: Any, key: str = key) -> Any:
                 return c.copy_object(
                     Bucket=backup,
-                    Key=_backup_prefix(name) + key,
+                    Key=_backup_prefix(name) + key[len(OBJECT_PREFIX) :],
                     CopySource={"Bucket": name, "Key": key},
                 )
 
@@ -335,7 +335,7 @@ def restore_bucket_from_backup(
             raise
     restored = []
     for source in keys:
-        key = source[len(prefix) :]
+        key = OBJECT_PREFIX + source[len(prefix) :]
 
         def copy(c: Any, key: str = key, source: str = source) -> Any:
             return c.copy_object(Bucket=name, Key=key, CopySource={"Bucket": backup, "Key": source})

@@ -11,7 +11,7 @@ from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.D
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from probes.s3client import activity_authority
+from probes.s3client import CANARY_PREFIX, activity_authority
 from probes.state_authority import run_checks
 
 Result = Dict[str, Any]  # noqa: UP006
@@ -20,6 +20,9 @@ __all__ = ["guard_reports_bucket_missing"]
 
 SCRATCH_PREFIX = "flywheel-chaos-index-"
 RUN_ENV = "FLYWHEEL_RUN_ID"
+OBJECT_PREFIX = f"{CANARY_PREFIX}index-loss/"
+"""The scratch bucket's objects live under the canary prefix too: the harness writes no
+other key anywhere."""
 
 
 def scratch_bucket(bucket: str = "") -> str:
@@ -37,7 +40,7 @@ def scratch_bucket(bucket: str = "") -> str:
 
 def guard_reports_bucket_missing(
     bucket: str = "",
-    key: str = "object-0",
+    key: str = OBJECT_PREFIX + "object-0",
     timeout_s: float = 5.0,
     configuration: Configuration = None,
     secrets: Secrets = None,

@@ -84,6 +84,8 @@ def test_the_experiment_catches_the_lost_bucket_explains_it_and_restores_it_byte
     steps = {step["name"]: step for step in record["proof_steps"]}
     lost = steps["lose-bucket-index"]["output"]
     assert lost["took_effect"] and lost["kept_on_disk"] and lost["server"] == "seaweedfs"
+    # even in its scratch bucket the harness writes only under its canary prefix
+    assert all(o["key"].startswith("_flywheel-chaos/") for o in lost["objects"])
     guard = steps["guard-reports-no-such-bucket"]["output"]
     assert not guard["guard_passed"]
     assert "no-such-bucket" in {f["class"] for f in guard["failed"]}
@@ -120,7 +122,9 @@ def test_the_guard_command_exits_1_with_no_such_bucket_while_the_index_is_lost(
     with holding_lease():
         lost = lose_bucket_index(objects=2, size_bytes=4096)
         try:
-            guard = cli(["guard", "--bucket", lost["bucket"], "--key", "object-0"], run_env)
+            guard = cli(
+                ["guard", "--bucket", lost["bucket"], "--key", lost["objects"][0]["key"]], run_env
+            )
             assert guard.returncode == 1, guard.stdout + guard.stderr
             assert "no-such-bucket" in guard.stdout + guard.stderr
         finally:
