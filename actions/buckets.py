@@ -15,22 +15,31 @@ collection of their own (``<bucket>-kept``), the rule is removed again, and
 the bucket entry is then deleted with ``skipChunkDeletion``: S3 answers
 NoSuchBucket while ``<bucket>-kept_N.dat`` stays on the volume servers.
 
-RustFS: refused. RustFS 1.0.1 rebuilds a bucket's metadata from its
-directory at start-up and serves from memory when it is removed while
-running, so removing it reproduces nothing (README, known findings).
+RustFS (``interim``, ``ha-rustfs``): removing a bucket's metadata
+(``.rustfs.sys/buckets/<b>/.metadata.bin``) reproduces nothing, RustFS 1.0.1
+rebuilds it from the bucket's directory. What does (tried on 1.0.1): the
+bucket's directory leaves its drives while its metadata stays. The fault
+moves ``<drive>/<bucket>`` to ``<drive>/.flywheel-chaos-kept-<bucket>`` on
+every drive, on the same volume: S3 answers NoSuchBucket, ListBuckets leaves
+it out, the markers under ``.rustfs.sys/buckets/<bucket>/`` and every
+object's ``xl.meta`` stay on disk. A restart does not bring it back, and
+after a restart CreateBucket answers NoSuchBucket too (before one it
+re-creates the bucket), so the recovery, when CreateBucket refuses, first
+puts the bucket's empty directory back on the drives (the operator's
+``mkdir`` in the pod), then restores the objects from backup.
 
 Recovery is a restore from the backup bucket (the fault copies every object
 there first, its SHA-256 in the object's metadata), compared byte for byte;
-SeaweedFS has no heal of its own for a lost filer entry, and the result says
-so. The rollback removes the scratch bucket, its kept collection and the
-backup copies, and takes the location rule out of ``filer.conf``; it is safe
-to run twice.
+neither server has a heal of its own for this, and the result says so. The
+rollback removes the scratch bucket, its kept data and the backup copies (on
+SeaweedFS also the location rule in ``filer.conf``); it is safe to run twice.
 """
 
 import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -58,7 +67,13 @@ _EXISTS = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
 SERVER_HEAL = {
     "seaweedfs": "none: SeaweedFS rebuilds no filer entry from volume data "
     "(fs.meta.load needs a metadata backup taken before)",
+    "rustfs": "none: RustFS 1.0.1 re-creates no bucket directory from the bucket's metadata, "
+    "not after a restart either",
 }
+RUSTFS_SYSTEM = ".rustfs.sys"
+RUSTFS_KEPT = ".flywheel-chaos-kept-{bucket}"
+"""Where a RustFS drive keeps the scratch bucket's directory while its index is lost: on the
+same volume, under a name no bucket can have (bucket names never start with a dot)."""
 
 
 # ------------------------------------------------------------------ target ---
@@ -130,8 +145,75 @@ def _server(configuration: Configuration) -> tuple[str, str]:
                 return "seaweedfs", f"http://127.{pod.status.pod_ip.split('.', 1)[1]}:{port}"
     raise ActivityFailed(
         f"no running pod of {namespace}/{selector} runs a server bucket-index-loss knows "
-        "(SeaweedFS with a filer)"
+        "(RustFS, or SeaweedFS with a filer)"
     )
+
+
+# ------------------------------------------------------------------ RustFS ---
+
+
+def _rustfs_drives(lab: Path) -> list[Path]:
+    """The lab's RustFS drives: its nodes' volume directories that hold ``.rustfs.sys``."""
+    return sorted(p.parent for p in (lab / "nodes").glob(f"*/volumes/*/{RUSTFS_SYSTEM}"))
+
+
+def _rustfs_kept(lab: Path, bucket: str) -> list[Path]:
+    return [d / RUSTFS_KEPT.format(bucket=bucket) for d in _rustfs_drives(lab)]
+
+
+def _rustfs_markers(lab: Path, bucket: str) -> list[str]:
+    """The bucket's metadata directories on the drives (``.rustfs.sys/buckets/<bucket>``)."""
+    return [
+        str(d.relative_to(lab) / RUSTFS_SYSTEM / "buckets" / bucket)
+        for d in _rustfs_drives(lab)
+        if (d / RUSTFS_SYSTEM / "buckets" / bucket).is_dir()
+    ]
+
+
+def _rustfs_lose(lab: Path, bucket: str) -> list[str]:
+    """Move the bucket's directory aside on every drive; the kept files, relative to ``lab``."""
+    moved = []
+    for drive in _rustfs_drives(lab):
+        if (drive / bucket).is_dir():
+            os.rename(drive / bucket, drive / RUSTFS_KEPT.format(bucket=bucket))
+            moved.append(drive)
+    if not moved:
+        raise ActivityFailed(
+            f"no RustFS drive of the lab holds a directory for {bucket}: nothing to lose"
+        )
+    logger.warning("bucket-index-loss: moved %s aside on %d drives", bucket, len(moved))
+    return sorted(
+        str(p.relative_to(lab))
+        for drive in moved
+        for p in (drive / RUSTFS_KEPT.format(bucket=bucket)).rglob("xl.meta")
+    )
+
+
+def _rustfs_repair(lab: Path, bucket: str) -> list[str]:
+    """Put the bucket's (empty) directory back on each drive whose metadata still names it."""
+    repaired = []
+    for drive in _rustfs_drives(lab):
+        lost = not (drive / bucket).exists()
+        named = (drive / RUSTFS_SYSTEM / "buckets" / bucket).is_dir()
+        if lost and (named or (drive / RUSTFS_KEPT.format(bucket=bucket)).is_dir()):
+            (drive / bucket).mkdir()
+            repaired.append(str((drive / bucket).relative_to(lab)))
+    return repaired
+
+
+def _wait_present(authority: StateAuthority, bucket: str, within_s: float) -> float:
+    """Seconds until HEAD of ``bucket`` answers (``ActivityFailed`` past the deadline)."""
+    started = time.monotonic()
+    last = "no answer yet"
+    while time.monotonic() - started < within_s:
+        try:
+            quick = authority.with_overrides(connect_timeout_s=2.0, read_timeout_s=2.0)
+            _s3(quick, "head-bucket", lambda c: c.head_bucket(Bucket=bucket), 2.0)
+            return round(time.monotonic() - started, 3)
+        except StateAuthorityError as exc:
+            last = f"{exc.error_class}: {exc}"
+        time.sleep(0.25)
+    raise ActivityFailed(f"bucket {bucket!r} did not come back within {within_s:g}s: {last}")
 
 
 # ------------------------------------------------------------------ filer ---
@@ -209,6 +291,34 @@ def _kept_files(lab: Path, bucket: str, pattern: str = "{bucket}-kept_*.dat") ->
 # ----------------------------------------------------------------- actions ---
 
 
+def _write_objects(
+    authority: StateAuthority, name: str, backup: str, objects: int, size_bytes: int
+) -> list[dict[str, Any]]:
+    """Create ``name`` with ``objects`` random objects, each copied to the backup bucket."""
+    _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
+    written = []
+    for index in range(objects):
+        key = f"{OBJECT_PREFIX}object-{index}"
+        body = os.urandom(size_bytes)
+        digest = hashlib.sha256(body).hexdigest()
+
+        def put(c: Any, key: str = key, body: bytes = body, digest: str = digest) -> Any:
+            return c.put_object(Bucket=name, Key=key, Body=body, Metadata={"sha256": digest})
+
+        _s3(authority, "put", put)
+
+        def copy(c: Any, key: str = key) -> Any:
+            return c.copy_object(
+                Bucket=backup,
+                Key=_backup_prefix(name) + key[len(OBJECT_PREFIX) :],
+                CopySource={"Bucket": name, "Key": key},
+            )
+
+        _s3(authority, "backup", copy)
+        written.append({"key": key, "sha256": digest, "size": size_bytes})
+    return written
+
+
 def lose_bucket_index(
     bucket: str = "",
     objects: int = 3,
@@ -218,18 +328,20 @@ def lose_bucket_index(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> Result:
-    """Lose a scratch bucket's index while its objects stay on disk (lab only, SeaweedFS).
+    """Lose a scratch bucket's index while its objects stay on disk (lab only).
 
     Creates ``bucket`` (default ``flywheel-chaos-index-<run id>``) with
-    ``objects`` objects of ``size_bytes`` in a collection of their own, copies
-    each to the backup bucket under ``_flywheel-chaos/index-loss/<bucket>/``
-    (SHA-256 in its metadata), then deletes the bucket's filer entry without
-    its chunks and waits until S3 answers NoSuchBucket. Refused outside a lab,
-    on the state or backup bucket, on a bucket not named as a scratch bucket,
-    without this run's lease, and on RustFS (it rebuilds bucket metadata).
-    Returns ``{"bucket", "server", "objects": [{"key", "sha256", "size"}],
-    "backup_bucket", "backup_prefix", "missing_after_s", "kept_on_disk",
-    "took_effect", "dry_run"}``.
+    ``objects`` objects of ``size_bytes``, copies each to the backup bucket
+    under ``_flywheel-chaos/index-loss/<bucket>/`` (SHA-256 in its metadata),
+    then loses the bucket's index and waits until S3 answers NoSuchBucket:
+    on SeaweedFS the bucket's filer entry is deleted without its chunks (kept
+    in a collection of their own); on RustFS the bucket's directory moves
+    aside on every drive while its metadata stays. Refused outside a lab, on
+    the state or backup bucket, on a bucket not named as a scratch bucket and
+    without this run's lease. Returns ``{"bucket", "server", "objects":
+    [{"key", "sha256", "size"}], "backup_bucket", "backup_prefix",
+    "missing_after_s", "kept_on_disk", "markers_on_disk", "took_effect",
+    "dry_run"}``.
     """
     authority = activity_authority("", "", "", 10.0, configuration, secrets)
     name = scratch_bucket(bucket)
@@ -249,50 +361,42 @@ def lose_bucket_index(
         "took_effect": False,
         "dry_run": dry_run,
     }
-    if server == "rustfs":
-        raise SafetyRefusal(
-            "refused: bucket-index-loss on RustFS reproduces nothing: RustFS 1.0.1 rebuilds a "
-            "bucket's metadata from its directory (hint: use topology interim-seaweedfs)"
-        )
     if dry_run:
         return plan
     require_lease(configuration)
-    _set_rule(filer, name, present=True)
-    try:
-        _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
-        for index in range(objects):
-            key = f"{OBJECT_PREFIX}object-{index}"
-            body = os.urandom(size_bytes)
-            digest = hashlib.sha256(body).hexdigest()
-
-            def put(c: Any, key: str = key, body: bytes = body, digest: str = digest) -> Any:
-                return c.put_object(Bucket=name, Key=key, Body=body, Metadata={"sha256": digest})
-
-            _s3(authority, "put", put)
-
-            def copy(c: Any, key: str = key) -> Any:
-                return c.copy_object(
-                    Bucket=backup,
-                    Key=_backup_prefix(name) + key[len(OBJECT_PREFIX) :],
-                    CopySource={"Bucket": name, "Key": key},
-                )
-
-            _s3(authority, "backup", copy)
-            plan["objects"].append({"key": key, "sha256": digest, "size": size_bytes})
-    finally:
-        # the rule must be gone before the entry is deleted, or the delete takes the kept
-        # collection (the data) with it
-        _set_rule(filer, name, present=False)
-    status, data = _http("DELETE", f"{filer}/buckets/{name}?recursive=true&skipChunkDeletion=true")
-    if status not in (200, 202, 204):
-        raise ActivityFailed(f"deleting the filer entry of {name}: HTTP {status} {data[:200]!r}")
-    logger.warning("bucket-index-loss: deleted the filer entry of %s, chunks kept", name)
-    plan["missing_after_s"] = _wait_missing(authority, name, wait_missing_s)
-    plan["kept_on_disk"] = _kept_files(lab, name)
+    if server == "rustfs":
+        plan["objects"] = _write_objects(authority, name, backup, objects, size_bytes)
+        plan["kept_on_disk"] = _rustfs_lose(lab, name)
+        plan["missing_after_s"] = _wait_missing(authority, name, wait_missing_s)
+        plan["markers_on_disk"] = _rustfs_markers(lab, name)
+        if not plan["markers_on_disk"]:
+            raise ActivityFailed(
+                f"{name} is reported missing but no drive holds {RUSTFS_SYSTEM}/buckets/{name}: "
+                "its metadata did not stay on disk, so this is not the incident's shape"
+            )
+    else:
+        _set_rule(filer, name, present=True)
+        try:
+            plan["objects"] = _write_objects(authority, name, backup, objects, size_bytes)
+        finally:
+            # the rule must be gone before the entry is deleted, or the delete takes the kept
+            # collection (the data) with it
+            _set_rule(filer, name, present=False)
+        url = f"{filer}/buckets/{name}?recursive=true&skipChunkDeletion=true"
+        status, data = _http("DELETE", url)
+        if status not in (200, 202, 204):
+            raise ActivityFailed(
+                f"deleting the filer entry of {name}: HTTP {status} {data[:200]!r}"
+            )
+        logger.warning("bucket-index-loss: deleted the filer entry of %s, chunks kept", name)
+        plan["missing_after_s"] = _wait_missing(authority, name, wait_missing_s)
+        plan["kept_on_disk"] = _kept_files(lab, name)
+        plan["markers_on_disk"] = plan["kept_on_disk"]
     plan["took_effect"] = bool(plan["kept_on_disk"])
     if not plan["kept_on_disk"]:
         raise ActivityFailed(
-            f"{name} is reported missing but no {name}-kept_*.dat is on the lab's volumes: "
+            f"{name} is reported missing but none of its data is on the lab's volumes "
+            "(SeaweedFS: <bucket>-kept_*.dat; RustFS: xl.meta under the kept directory): "
             "the data did not stay on disk, so this is not the incident's shape"
         )
     return plan
@@ -308,13 +412,17 @@ def restore_bucket_from_backup(
     Re-creates ``bucket`` (default: this run's scratch bucket), copies every
     object back from ``_flywheel-chaos/index-loss/<bucket>/`` in the backup
     bucket and compares the SHA-256 of what it reads back with the digest the
-    object was written with. Returns ``{"bucket", "restored": [{"key",
-    "sha256", "identical", "path"}], "server_heal"}``. Raises
-    ``ActivityFailed`` when nothing was backed up or any object differs.
+    object was written with. When RustFS's CreateBucket answers NoSuchBucket
+    (it does after a restart while the lost bucket's metadata stays), the
+    bucket's empty directory is put back on the drives first; ``index_repair``
+    says what CreateBucket answered and where.
+    Returns ``{"bucket", "restored": [{"key", "sha256", "identical", "path"}],
+    "index_repair", "server_heal"}``. Raises ``ActivityFailed`` when nothing
+    was backed up or any object differs.
     """
     authority = activity_authority("", "", "", 10.0, configuration, secrets)
     name = scratch_bucket(bucket)
-    _check_target(name, authority, configuration)
+    lab = _check_target(name, authority, configuration)
     server, filer = _server(configuration)
     require_lease(configuration)
     backup = _backup_bucket(authority, configuration)
@@ -325,13 +433,22 @@ def restore_bucket_from_backup(
     keys = [item["Key"] for item in listing.get("Contents", [])]
     if not keys:
         raise ActivityFailed(f"nothing to restore: no object under s3://{backup}/{prefix}")
-    # the restored objects go to the kept collection too, so that the rollback's one
-    # delete removes everything this run wrote
-    _set_rule(filer, name, present=True)
+    repair: Result = {"create_bucket": "created"}
+    if server != "rustfs":
+        # the restored objects go to the kept collection too, so that the rollback's one
+        # delete removes everything this run wrote
+        _set_rule(filer, name, present=True)
     try:
         _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
     except StateAuthorityError as exc:
-        if exc.code not in _EXISTS:
+        if exc.code in _EXISTS:
+            repair["create_bucket"] = str(exc.code)
+        elif server == "rustfs" and exc.error_class == "no-such-bucket":
+            repair["create_bucket"] = "NoSuchBucket"
+            repair["directories"] = _rustfs_repair(lab, name)
+            repair["present_after_s"] = _wait_present(authority, name, 20.0)
+            logger.warning("bucket-index-loss: put %s back on %s", name, repair["directories"])
+        else:
             raise
     restored = []
     for source in keys:
@@ -351,7 +468,12 @@ def restore_bucket_from_backup(
     different = [r["key"] for r in restored if not r["identical"]]
     if different:
         raise ActivityFailed(f"restored objects differ from what was written: {different}")
-    return {"bucket": name, "restored": restored, "server_heal": SERVER_HEAL.get(server, "none")}
+    return {
+        "bucket": name,
+        "restored": restored,
+        "index_repair": repair,
+        "server_heal": SERVER_HEAL.get(server, "none"),
+    }
 
 
 def remove_scratch_bucket(
@@ -368,7 +490,58 @@ def remove_scratch_bucket(
     authority = activity_authority("", "", "", 10.0, configuration, secrets)
     name = scratch_bucket(bucket)
     lab = _check_target(name, authority, configuration)
-    _server_kind, filer = _server(configuration)
+    server, filer = _server(configuration)
+    if server == "rustfs":
+        _rustfs_remove(authority, lab, name)
+    else:
+        _seaweedfs_remove(authority, filer, name)
+
+    def left() -> list[str]:
+        if server == "rustfs":
+            return _rustfs_left(lab, name)
+        # both collections: <bucket>_N and <bucket>-kept_N
+        return _kept_files(lab, name) + _kept_files(lab, name, "{bucket}_*.dat")
+
+    removed = _remove_backup_copies(authority, configuration, name)
+    deadline = time.monotonic() + 10.0  # servers drop a deleted bucket's files promptly
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return {"bucket": name, "removed_backup_copies": removed, "kept_left_on_disk": left()}
+
+
+def _rustfs_left(lab: Path, bucket: str) -> list[str]:
+    """What of the scratch bucket is still on the drives: its directory, kept data, markers."""
+    paths = [*(d / bucket for d in _rustfs_drives(lab)), *_rustfs_kept(lab, bucket)]
+    return sorted(str(p.relative_to(lab)) for p in paths if p.exists()) + _rustfs_markers(
+        lab, bucket
+    )
+
+
+def _rustfs_remove(authority: StateAuthority, lab: Path, name: str) -> None:
+    if _rustfs_repair(lab, name):  # lost: S3 can delete it only once it is back
+        _wait_present(authority, name, 20.0)
+    try:
+        _s3(authority, "head-bucket", lambda c: c.head_bucket(Bucket=name))
+        present = True
+    except StateAuthorityError as exc:
+        if exc.error_class != "no-such-bucket":
+            raise
+        present = False
+    if present:
+        while True:
+            listing = _s3(authority, "list", lambda c: c.list_objects_v2(Bucket=name))
+            keys = [item["Key"] for item in listing.get("Contents", [])]
+            for key in keys:
+                _s3(authority, "delete", lambda c, k=key: c.delete_object(Bucket=name, Key=k))
+            if not listing.get("IsTruncated"):
+                break
+        _s3(authority, "delete-bucket", lambda c: c.delete_bucket(Bucket=name))
+    for kept in _rustfs_kept(lab, name):
+        if kept.is_dir():  # this run's own moved-aside directory, by its exact name
+            shutil.rmtree(kept)
+
+
+def _seaweedfs_remove(authority: StateAuthority, filer: str, name: str) -> None:
     # Deleting a bucket entry deletes the collection its location rule names. With the rule
     # in place that is the kept collection (the lost chunks and the restored ones); without
     # it, the collection named after the bucket, which SeaweedFS creates with the bucket.
@@ -385,6 +558,11 @@ def remove_scratch_bucket(
                 raise ActivityFailed(f"deleting {name}: HTTP {status} {data[:200]!r}")
         finally:
             _set_rule(filer, name, present=False)
+
+
+def _remove_backup_copies(
+    authority: StateAuthority, configuration: Configuration, name: str
+) -> int:
     backup = _backup_bucket(authority, configuration)
     prefix = _backup_prefix(name)
     listing = _s3(
@@ -401,11 +579,4 @@ def remove_scratch_bucket(
 
             _s3(authority, "delete", delete)
             removed += 1
-
-    def left() -> list[str]:  # both collections: <bucket>_N and <bucket>-kept_N
-        return _kept_files(lab, name) + _kept_files(lab, name, "{bucket}_*.dat")
-
-    deadline = time.monotonic() + 10.0  # volume servers drop a collection's files promptly
-    while left() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return {"bucket": name, "removed_backup_copies": removed, "kept_left_on_disk": left()}
+    return removed

@@ -3,9 +3,11 @@
 In a scratch lab of TOPOLOGY (a free lab slot of its own), runs
 `experiments/bucket-index-loss.yaml` with `chaos run` --runs times and prints
 per run: the verdict, how long the server took to answer NoSuchBucket, how
-many kept volume files stayed on disk, whether the RCA bundle taken while the
-fault was live named the mismatch, and the rollback; then k/N passed and
-whether anything of the scratch buckets is left on the lab's disks.
+many of its data files and markers stayed on disk, what CreateBucket answered
+in the recovery, whether the RCA bundle taken while the fault was live named
+the mismatch, and the rollback; then k/N passed and whether anything of the
+scratch buckets is left on the lab's disks. TOPOLOGY: interim-seaweedfs,
+ha-seaweedfs, interim or ha-rustfs (the last two need RustFS built).
 
     python benchmarks/bucket_index_loss.py [--runs 5] [--topology interim-seaweedfs]
 """
@@ -61,16 +63,26 @@ def main() -> int:
             record = json.loads(records[-1].read_text()) if records else {}
             steps = {s["name"]: s for s in record.get("proof_steps") or []}
             lost = (steps.get("lose-bucket-index") or {}).get("output") or {}
+            restore = (steps.get("restore-from-backup") or {}).get("output") or {}
             passed += record.get("verdict") == "passed"
             print(
                 f"run {index}: {record.get('verdict', 'no record')} (exit {process.returncode}); "
                 f"NoSuchBucket after {lost.get('missing_after_s')} s; "
-                f"{len(lost.get('kept_on_disk') or [])} kept volume files on disk; "
+                f"{len(lost.get('kept_on_disk') or [])} kept data files and "
+                f"{len(lost.get('markers_on_disk') or [])} markers on disk; "
+                f"CreateBucket {(restore.get('index_repair') or {}).get('create_bucket')}; "
                 f"live RCA mismatch {(record.get('rca') or {}).get('mismatch')}; "
                 f"rollbacks {[r['status'] for r in record.get('rollbacks') or []]}",
                 flush=True,
             )
-        left = sorted((lab.paths.root / "nodes").glob("*/volumes/*/flywheel-chaos-index-*"))
+        volumes = lab.paths.root / "nodes"
+        left = sorted(
+            [
+                *volumes.glob("*/volumes/*/flywheel-chaos-index-*"),  # SeaweedFS collections
+                *volumes.glob("*/volumes/*/.flywheel-chaos-kept-*"),  # RustFS kept directories
+                *volumes.glob("*/volumes/*/.rustfs.sys/buckets/flywheel-chaos-index-*"),
+            ]
+        )
     print(
         f"{args.topology}: {passed}/{args.runs} passed; left on disk afterwards: {len(left)} files"
     )
