@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from kubernetes import client, config
 from labkit import BIN, REPO, fresh_run_env, running_lab, s3_client
 
+from actions.buckets import lose_bucket_index, remove_scratch_bucket, restore_bucket_from_backup
+from harness.controls.lease import holding_lease
 from harness.lab.build import rustfs_built
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
@@ -113,3 +116,83 @@ def test_a_drain_leaves_the_replacement_pending_on_the_bumble_bound_volume(
     )
     wait_until(lambda: not core.read_node("bumble").spec.unschedulable, 10, "bumble uncordoned")
     state_authority_serving_within(within_s=120)
+
+
+def _scratch_on_disk(lab: Lab) -> list[Path]:
+    """Anything of a bucket-index-loss scratch bucket on the lab's RustFS drives."""
+    volumes = lab.paths.root / "nodes"
+    return [
+        *volumes.glob("*/volumes/*/flywheel-chaos-index-*"),
+        *volumes.glob("*/volumes/*/.flywheel-chaos-kept-*"),
+        *volumes.glob("*/volumes/*/.rustfs.sys/buckets/flywheel-chaos-index-*"),
+    ]
+
+
+def test_bucket_index_loss_on_rustfs_answers_no_such_bucket_with_markers_on_disk_and_restores(
+    lab: Lab, run_env: dict[str, str], tmp_path: Path
+) -> None:
+    etag = s3_client(run_env).head_object(
+        Bucket=run_env["TOFU_STATE_BUCKET"], Key=run_env["TOFU_STATE_KEY"]
+    )["ETag"]
+    record, output = _run("bucket-index-loss.yaml", run_env, tmp_path)
+    assert record["verdict"] == "passed", (record["reasons"], output[-3000:])
+    steps = {step["name"]: step["output"] for step in record["proof_steps"]}
+    lost = steps["lose-bucket-index"]
+    assert lost["server"] == "rustfs" and lost["took_effect"]
+    assert all("/.flywheel-chaos-kept-" in path for path in lost["kept_on_disk"])
+    assert [m.split("/.rustfs.sys/")[1] for m in lost["markers_on_disk"]] == [
+        f"buckets/{lost['bucket']}"
+    ]
+    restored = steps["restore-from-backup"]["restored"]
+    assert {r["sha256"] for r in restored} == {o["sha256"] for o in lost["objects"]}
+    assert all(r["identical"] and r["path"] == "backup" for r in restored)
+    assert record["rca"]["mismatch"] is True
+    assert record["rollbacks"] == [{"name": "remove-scratch-bucket", "status": "succeeded"}]
+    assert _scratch_on_disk(lab) == []
+    assert record["integrity"]["state_key_unchanged"] is True
+    assert (
+        s3_client(run_env).head_object(
+            Bucket=run_env["TOFU_STATE_BUCKET"], Key=run_env["TOFU_STATE_KEY"]
+        )["ETag"]
+        == etag
+    )
+
+
+def test_after_a_restart_rustfs_refuses_create_bucket_and_the_restore_puts_the_directory_back(
+    lab: Lab, run_env: dict[str, str], core: client.CoreV1Api
+) -> None:
+    with holding_lease():
+        lost = lose_bucket_index(objects=2, size_bytes=4096)
+        try:
+            (pod,) = core.list_namespaced_pod(STATE_NAMESPACE).items
+            core.delete_namespaced_pod(pod.metadata.name, STATE_NAMESPACE)
+            wait_until(
+                lambda: (
+                    [
+                        p.metadata.name
+                        for p in core.list_namespaced_pod(STATE_NAMESPACE).items
+                        if p.metadata.name != pod.metadata.name
+                    ]
+                    and not any(
+                        p.metadata.name == pod.metadata.name
+                        for p in core.list_namespaced_pod(STATE_NAMESPACE).items
+                    )
+                ),
+                60,
+                "the restarted RustFS pod replaced the old one",
+            )
+            state_authority_serving_within(within_s=120)
+            # a restart heals nothing: still NoSuchBucket, the metadata still on disk
+            with pytest.raises(ClientError) as missing:
+                s3_client(run_env).head_bucket(Bucket=lost["bucket"])
+            assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+            restored = restore_bucket_from_backup()
+        finally:
+            cleaned = remove_scratch_bucket()
+    assert restored["index_repair"]["create_bucket"] == "NoSuchBucket"
+    assert [d.rsplit("/", 1)[1] for d in restored["index_repair"]["directories"]] == [
+        lost["bucket"]
+    ]
+    assert {r["sha256"] for r in restored["restored"]} == {o["sha256"] for o in lost["objects"]}
+    assert cleaned["kept_left_on_disk"] == []
+    assert _scratch_on_disk(lab) == []
