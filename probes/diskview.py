@@ -59,6 +59,7 @@ ENTRIES = 5000
 HASH_LIMIT = 1024 * 1024
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 KUBELET_ROOT = "/var/lib/kubelet"
+DEFAULT_IMAGE = "docker.io/library/busybox:1.36"
 API_TIMEOUT = (3.05, 10)
 
 SCRIPT = r"""

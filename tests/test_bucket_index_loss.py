@@ -18,6 +18,8 @@ from actions.cluster import SafetyRefusal
 from harness.controls.lease import holding_lease
 from harness.lab.cluster import Lab
 from harness.record.evidence import record_files
+from harness.record.rca import collect
+from probes.s3client import load_authority
 
 pytestmark = pytest.mark.lab
 
@@ -153,3 +155,24 @@ def test_it_is_refused_outside_a_lab_and_on_the_state_bucket_before_anything_cha
         with pytest.raises(SafetyRefusal, match="runs only in a lab"):
             lose_bucket_index()
     assert _buckets(run_env) == buckets
+
+
+def test_with_the_debug_pod_the_rca_finds_the_lost_buckets_data_through_a_read_only_claim_mount(
+    lab: Lab, run_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
+    with holding_lease():
+        lost = lose_bucket_index(objects=2, size_bytes=4096)
+        try:
+            scratch = load_authority().with_overrides(bucket=lost["bucket"], key="")
+            bundle = collect(scratch, tmp_path / "rca.tar.gz")
+        finally:
+            remove_scratch_bucket()
+    assert bundle["mismatch"] is True, bundle["notes"]
+    with tarfile.open(tmp_path / "rca.tar.gz") as tar:
+        disk = json.loads(tar.extractfile("disk/listing.json").read())  # type: ignore[union-attr]
+    # interim-seaweedfs's claims are ReadWriteOnce: mounted read-only, in their namespace
+    assert disk["how"] == "debug-pod"
+    assert [(p["namespace"], p["node"]) for p in disk["debug_pods"]] == [("nix-cache", "bumble")]
+    assert all(v.startswith("claim ") for p in disk["debug_pods"] for v in p["volumes"].values())
+    assert any("-kept_" in marker for marker in disk["bucket_markers"])

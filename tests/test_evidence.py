@@ -253,9 +253,35 @@ def test_the_rca_disk_view_counts_a_buckets_own_files_not_those_of_a_bucket_shar
     (volume / "tofu-state").mkdir(parents=True)
     for name in ("tofu-state_3.dat", "tofu-state-kept_4.idx", "tofu-state-backup_5.dat", "7.dat"):
         (volume / name).write_bytes(b"x")
-    view = _disk_view(str(tmp_path), {"volumes": [{"name": "pv-1"}]}, "tofu-state")
+    view = _disk_view(
+        "lab", str(tmp_path), "nix-cache", {"volumes": [{"name": "pv-1"}]}, "tofu-state", 60.0
+    )
+    assert view["collected"] and view["volumes"] == ["bumble:pv-1"]
     assert sorted(m.split("/", 1)[1] for m in view["bucket_markers"]) == [
         "tofu-state",
         "tofu-state-kept_4.idx",
         "tofu-state_3.dat",
     ]
+
+
+def test_the_rca_disk_view_is_off_on_a_real_cluster_unless_opted_in_and_refuses_an_unknown_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.record.rca import _disk_view, disk_view_mode
+
+    monkeypatch.delenv("FLYWHEEL_RCA_DISK_VIEW", raising=False)
+    assert disk_view_mode("") == "off"
+    assert disk_view_mode("/some/lab") == "lab"
+    view = _disk_view("off", "", "nix-cache", {}, "tofu-state", 60.0)
+    assert not view["collected"] and "FLYWHEEL_RCA_DISK_VIEW=debug-pod" in view["why"]
+    monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
+    assert disk_view_mode("") == "debug-pod"
+    monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "lab")
+    with pytest.raises(ValueError, match="needs a lab"):
+        disk_view_mode("")
+    monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "sideways")
+    with pytest.raises(
+        ValueError,
+        match="'sideways' \\(FLYWHEEL_RCA_DISK_VIEW\\) is not one of auto, lab, debug-pod, off",
+    ):
+        disk_view_mode("")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -26,6 +28,7 @@ from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.lab.paths import LabPaths
 from harness.processes import wait_until
 from harness.record.evidence import new_record, write_record
+from harness.record.rca import collect
 from harness.record.recorder import target_fingerprint
 from probes.s3client import load_authority
 from probes.state_authority import state_authority_serving_within
@@ -236,3 +239,60 @@ def test_up_refuses_to_start_another_topology_on_kept_data(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="keeps the data of topology 'ha', not 'interim'"):
         Lab(paths, topology="interim").up(lambda message: None)
     assert sorted(p.name for p in paths.root.iterdir()) == ["etcd", "lab.lock", "state.json"]
+
+
+def _disk_listing(bundle: Path) -> dict[str, Any]:
+    with tarfile.open(bundle) as tar:
+        member = tar.extractfile("disk/listing.json")
+        assert member is not None
+        listing: dict[str, Any] = json.load(member)
+        return listing
+
+
+def test_the_rca_debug_pods_read_each_readwriteoncepod_volume_through_its_node_as_the_lab_sees_it(
+    lab_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = load_authority()
+    monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "lab")
+    collect(authority, tmp_path / "lab.tar.gz")
+    monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
+    result = collect(authority, tmp_path / "pod.tar.gz")
+    by_lab, by_pod = _disk_listing(tmp_path / "lab.tar.gz"), _disk_listing(tmp_path / "pod.tar.gz")
+    assert by_pod["collected"] and by_pod["how"] == "debug-pod", result["notes"]
+    assert sorted(by_pod["volumes"]) == sorted(by_lab["volumes"])
+    # the data volumes are ReadWriteOncePod: one pod per node, in the opt-in namespace,
+    # reading each volume through the publish directory of the pod that uses it
+    pods = by_pod["debug_pods"]
+    assert sorted(p["node"] for p in pods) == ["bumble", "honey", "sting"]
+    assert {p["namespace"] for p in pods} == {"flywheel-chaos"}
+    paths = [path for p in pods for path in p["volumes"].values()]
+    assert paths and all("/volumes/kubernetes.io~csi/" in path for path in paths)
+    # what the debug pods listed is what is on the nodes' disks
+    assert [e for e in by_pod["entries"] if not _moving(e)] == [
+        e for e in by_lab["entries"] if not _moving(e)
+    ]
+    assert by_pod["bucket_marker_count"] > 0
+    # and no debug pod is left behind
+    assert not [
+        p.metadata.name
+        for p in core.list_pod_for_all_namespaces().items
+        if (p.metadata.labels or {}).get("flywheel-chaos.io/rca") == "disk-view"
+    ]
+
+
+def _moving(entry: dict[str, Any]) -> bool:
+    """Files a running server rewrites between two listings (SeaweedFS's volume indexes)."""
+    return not entry["dir"] and str(entry["path"]).rsplit(".", 1)[-1] in ("idx", "dat", "vif")
+
+
+def test_a_refused_debug_pod_leaves_the_bundle_without_a_disk_view_saying_why(
+    lab_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
+    monkeypatch.setenv("FLYWHEEL_RCA_HELPER_NAMESPACE", "no-such-namespace")
+    result = collect(load_authority(), tmp_path / "refused.tar.gz")
+    listing = _disk_listing(tmp_path / "refused.tar.gz")
+    assert listing["collected"] is False
+    assert "was refused: 404" in listing["why"]
+    assert "deploy/opt-in/rca-disk-view.yaml" in listing["why"]
+    assert any("disk view: " in note for note in result["notes"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -283,9 +284,15 @@ def _cmd_rca(args: argparse.Namespace) -> int:
 
     from harness.guard import resolve_authority
     from harness.record.evidence import new_record
-    from harness.record.rca import collect
+    from harness.record.rca import collect, disk_view_mode
     from harness.record.recorder import record as write
 
+    try:
+        disk_view = disk_view_mode(os.environ.get("FLYWHEEL_LAB_DIR", ""), args.disk_view or "")
+    except ValueError as exc:
+        raise ConfigError(
+            str(exc), "--disk-view debug-pod on a real cluster (deploy/opt-in/rca-disk-view.yaml)"
+        ) from exc
     path, explained = _find(args)
     directory = _directory(args)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -293,6 +300,7 @@ def _cmd_rca(args: argparse.Namespace) -> int:
         resolve_authority(),
         directory / "rca" / f"rca-{explained.get('id', 'live')}-{stamp}.tar.gz",
         record=explained,
+        disk_view=disk_view,
     )
     bundle["file"] = f"rca/{bundle['file']}"
     written = write(
@@ -327,6 +335,14 @@ def register_rca(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     rca.add_argument(
         "--dir", default=None, help="evidence directory (default: FLYWHEEL_EVIDENCE_DIR)"
+    )
+    rca.add_argument(
+        "--disk-view",
+        default=None,
+        choices=["auto", "lab", "debug-pod", "off"],
+        help="how the disk view is read (default: FLYWHEEL_RCA_DISK_VIEW, else auto: the lab's "
+        "directories in a lab, none elsewhere); debug-pod starts a read-only debug pod on each "
+        "volume's node (opt-in: deploy/opt-in/rca-disk-view.yaml)",
     )
     rca.set_defaults(handler=_cmd_rca)
 

@@ -12,9 +12,10 @@ A bundle is a ``tar.gz`` with
   outage windows with the error classes first seen in each;
 * ``disk/listing.json``: the bucket markers and object metadata files on the
   authority's volumes, with sizes and SHA-256 (never contents). In the lab the
-  node's volume directories are read directly; on a real cluster this needs a
-  read-only debug pod on the volume's node, which this version does not start
-  (the bundle says so);
+  node's volume directories are read directly; on a real cluster, opted in
+  with ``FLYWHEEL_RCA_DISK_VIEW=debug-pod``, a read-only debug pod on each
+  volume's node lists them (:mod:`probes.diskview`; the lab's node agent plays
+  it too); otherwise the bundle says it has no disk view and how to get one;
 * ``rca.md``: a summary that puts the S3 view and the disk view side by side
   and names the mismatch when there is one ("NoSuchBucket from S3; bucket
   markers present on disk"), pods that could not be scheduled and why, restarts.
@@ -45,6 +46,7 @@ from kubernetes import client
 from actions.cluster import API_TIMEOUT, api_client
 from harness.record.posture import Target
 from harness.record.redact import Redactor, known_secrets
+from probes import diskview
 from probes.failures import StateAuthorityError
 from probes.s3client import StateAuthority, call_with_retries
 
@@ -52,10 +54,9 @@ LOG_TAIL_LINES = 200
 LOG_TAIL_BYTES = 64 * 1024
 MAX_BYTES = 20 * 1024 * 1024
 DEADLINE_S = 60.0
-DISK_ENTRIES = 5000
-HASH_LIMIT = 1024 * 1024
-"""Metadata files up to this size are hashed; larger ones only listed."""
-METADATA_NAMES = (".metadata.bin", "xl.meta", "format.json", ".bucket.meta", "part.1")
+DISK_ENTRIES = diskview.ENTRIES
+DEBUG_POD_DEADLINE_S = 30.0
+"""How long one read-only debug pod may take, from its creation to its listing."""
 
 
 @dataclass
@@ -244,47 +245,139 @@ def _s3_view(authority: StateAuthority) -> dict[str, Any]:
     return view
 
 
-def _disk_view(lab_dir: str, facts: dict[str, Any], bucket: str) -> dict[str, Any]:
+DISK_VIEW_MODES = ("auto", "lab", "debug-pod", "off")
+
+
+def disk_view_mode(lab_dir: str, requested: str = "") -> str:
+    """``requested``, else ``FLYWHEEL_RCA_DISK_VIEW``: ``auto`` (the default: ``lab`` in a
+    lab, else ``off``), ``lab`` (read the lab's node directories), ``debug-pod`` (the
+    opt-in read-only debug pod, in a lab too) or ``off``. ``ValueError`` for anything else."""
+    mode = requested or os.environ.get("FLYWHEEL_RCA_DISK_VIEW", "auto") or "auto"
+    if mode not in DISK_VIEW_MODES:
+        raise ValueError(
+            f"the disk view {mode!r} (FLYWHEEL_RCA_DISK_VIEW) is not one of "
+            f"{', '.join(DISK_VIEW_MODES)}"
+        )
+    if mode == "auto":
+        return "lab" if lab_dir else "off"
+    if mode == "lab" and not lab_dir:
+        raise ValueError("the disk view 'lab' needs a lab: FLYWHEEL_LAB_DIR names none")
+    return mode
+
+
+def _lab_listing(lab_dir: str, facts: dict[str, Any]) -> tuple[diskview.Listing, list[str]]:
+    """The lab's node directories of the authority's volumes, read directly."""
+    volumes = {}
+    for volume in facts.get("volumes", []):
+        for root in sorted(Path(lab_dir).glob(f"nodes/*/volumes/{volume['name']}")):
+            volumes[f"{root.parent.parent.name}:{root.name}"] = root
+    return diskview.parse(diskview.list_volumes(volumes, limit=DISK_ENTRIES)), list(volumes)
+
+
+def _debug_pod_listing(
+    lab_dir: str, namespace: str, remaining_s: float
+) -> tuple[diskview.Listing, list[str], list[str], list[dict[str, Any]]]:
+    """Each volume's node read by the opt-in read-only debug pod: (listing, volumes, notes,
+    the debug pods)."""
+    core = client.CoreV1Api(api_client())
+    claims = core.list_namespaced_persistent_volume_claim(
+        namespace, _request_timeout=API_TIMEOUT
+    ).items
+    volumes = {
+        c.spec.volume_name: core.read_persistent_volume(
+            c.spec.volume_name, _request_timeout=API_TIMEOUT
+        )
+        for c in claims
+        if c.spec.volume_name
+    }
+    pods = core.list_namespaced_pod(namespace, _request_timeout=API_TIMEOUT).items
+    nodes = {n.metadata.name for n in core.list_node(_request_timeout=API_TIMEOUT).items}
+    planned, notes = diskview.plan(
+        namespace,
+        claims,
+        volumes,
+        pods,
+        nodes,
+        os.environ.get("FLYWHEEL_RCA_HELPER_NAMESPACE", "flywheel-chaos"),
+        os.environ.get("FLYWHEEL_KUBELET_ROOT", diskview.KUBELET_ROOT),
+    )
+    image = os.environ.get("FLYWHEEL_RCA_DEBUG_IMAGE", diskview.DEFAULT_IMAGE)
+
+    def lab_log(pod: Any) -> str:
+        # the lab has no kubelet API: the helper's log is a file on its node
+        node = Path(lab_dir) / "nodes" / str(pod.spec.node_name) / "pods"
+        log = node / str(pod.metadata.uid)[:13] / "list.log"
+        return log.read_text(errors="replace")[: diskview.LOG_LIMIT_BYTES]
+
+    listing = diskview.Listing(complete=True)
+    read: list[str] = []
+    started = time.monotonic()
+    pods_run = [
+        {
+            "namespace": debug.namespace,
+            "node": debug.node,
+            "volumes": {m.volume: m.host_path or f"claim {m.claim}" for m in debug.mounts},
+        }
+        for debug in planned
+    ]
+    for debug in planned:
+        budget = min(DEBUG_POD_DEADLINE_S, remaining_s - (time.monotonic() - started))
+        if budget < 5:
+            notes.append(f"the debug pod on {debug.node}: skipped, no time left")
+            continue
+        one, note = diskview.run(
+            core, debug, image, budget, lab_log if lab_dir else diskview.api_log(core)
+        )
+        if note:
+            notes.append(note)
+        for entry in one.entries:
+            listing.entries.append({**entry, "path": f"{debug.node}:{entry['path']}"})
+        listing.missing += [f"{debug.node}:{m}" for m in one.missing]
+        listing.cut = listing.cut or one.cut
+        listing.errors += one.errors
+        read += [f"{debug.node}:{m.volume}" for m in debug.mounts if one.complete]
+    return listing, read, notes, pods_run
+
+
+def _disk_view(
+    mode: str, lab_dir: str, namespace: str, facts: dict[str, Any], bucket: str, remaining_s: float
+) -> dict[str, Any]:
     """What is on the authority's volumes: bucket markers and metadata files, never contents."""
-    if not lab_dir:
+    if mode == "off":
         return {
             "collected": False,
-            "why": "on a real cluster the disk view needs a read-only debug pod on the volume's "
-            "node; this version does not start one",
+            "why": "off outside a lab unless opted in: FLYWHEEL_RCA_DISK_VIEW=debug-pod starts a "
+            "read-only debug pod on each volume's node (deploy/opt-in/rca-disk-view.yaml)",
         }
-    roots = []
-    for volume in facts.get("volumes", []):
-        roots += list(Path(lab_dir).glob(f"nodes/*/volumes/{volume['name']}"))
-    entries: list[dict[str, Any]] = []
+    notes: list[str] = []
+    pods: list[dict[str, Any]] = []
+    if mode == "lab":
+        listing, volumes = _lab_listing(lab_dir, facts)
+    else:
+        listing, volumes, notes, pods = _debug_pod_listing(lab_dir, namespace, remaining_s)
     markers: list[str] = []
     collection = re.compile(rf"{re.escape(bucket)}(-kept)?_\d+\.\w+")
-    cut = False
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            if len(entries) >= DISK_ENTRIES:
-                cut = True
-                break
-            relative = f"{root.parent.parent.name}:{root.name}/{path.relative_to(root)}"
-            entry: dict[str, Any] = {"path": relative, "dir": path.is_dir()}
-            if path.is_file():
-                size = path.stat().st_size
-                entry["size"] = size
-                if path.name in METADATA_NAMES and size <= HASH_LIMIT:
-                    entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-            parts = path.relative_to(root).parts
-            # a directory named after the bucket, or a SeaweedFS volume file of its collection
-            # (<bucket>_N.dat; <bucket>-kept_N.dat is bucket-index-loss's): a prefix alone
-            # would count tofu-state-backup's files as tofu-state's
-            if bucket in parts or (path.is_file() and collection.fullmatch(path.name)):
-                markers.append(relative)
-            entries.append(entry)
+    entries = listing.entries[:DISK_ENTRIES]
+    for entry in entries:
+        # "<node>:<volume>/<path in the volume>"
+        parts = str(entry["path"]).split("/")[1:]
+        # a directory named after the bucket, or a SeaweedFS volume file of its collection
+        # (<bucket>_N.dat; <bucket>-kept_N.dat is bucket-index-loss's): a prefix alone
+        # would count tofu-state-backup's files as tofu-state's
+        if bucket in parts or (not entry["dir"] and parts and collection.fullmatch(parts[-1])):
+            markers.append(str(entry["path"]))
     return {
-        "collected": True,
-        "volumes": [str(r.relative_to(lab_dir)) for r in roots],
+        "collected": bool(volumes),
+        "how": mode,
+        "volumes": volumes,
+        **({"debug_pods": pods} if mode == "debug-pod" else {}),
         "entries": entries,
         "bucket_markers": markers[:200],
         "bucket_marker_count": len(markers),
-        "cut": cut,
+        "cut": listing.cut or len(listing.entries) > DISK_ENTRIES,
+        "missing": listing.missing,
+        "notes": notes + listing.errors[:20],
+        **({} if volumes else {"why": "; ".join(notes) or "no volume of the authority found"}),
     }
 
 
@@ -320,14 +413,22 @@ def summary(
             f"**Mismatch: NoSuchBucket from S3; bucket markers present on disk** "
             f"({markers} entries naming {bucket!r}, e.g. {', '.join(disk['bucket_markers'][:3])})"
         )
-    elif no_bucket:
+    elif no_bucket and disk.get("collected"):
         lines.append(f"NoSuchBucket from S3, and no marker of {bucket!r} on disk either")
+    elif no_bucket:
+        lines.append("NoSuchBucket from S3; whether its markers are on disk is unknown")
     else:
         lines.append(
             f"S3 head-bucket: {'ok' if head_bucket.get('ok') else head_bucket.get('error')}"
         )
     if not disk.get("collected"):
         lines.append(f"disk view not collected: {disk.get('why')}")
+    else:
+        how = {"lab": "the lab's node directories", "debug-pod": "a read-only debug pod"}
+        lines.append(
+            f"disk view: {', '.join(disk.get('volumes', []))}, read by "
+            f"{how.get(disk.get('how', ''), disk.get('how'))}"
+        )
     for name, answer in s3.items():
         if not answer.get("ok"):
             lines.append(f"- S3 {name}: {answer['error']['class']}: {answer['error']['code']}")
@@ -382,8 +483,11 @@ def collect(
     max_bytes: int = MAX_BYTES,
     deadline_s: float = DEADLINE_S,
     redactor: Redactor | None = None,
+    disk_view: str = "",
 ) -> dict[str, Any]:
-    """Collect a bundle into ``destination`` (a ``.tar.gz``); returns its file name and SHA-256."""
+    """Collect a bundle into ``destination`` (a ``.tar.gz``); returns its file name and SHA-256.
+
+    ``disk_view``: how the disk view is read (:func:`disk_view_mode`)."""
     scrub = redactor or Redactor(known_secrets())
     bundle = Bundle(deadline_s=deadline_s)
     target = Target.from_env()
@@ -402,8 +506,11 @@ def collect(
             bundle.add_json("s3/outages.json", record["prober"].get("outages"), scrub)
 
     def disk_part() -> None:
-        disk.update(_disk_view(lab, facts, authority.bucket))
+        mode = disk_view_mode(lab, disk_view)
+        remaining = bundle.deadline_s - (time.monotonic() - bundle.started)
+        disk.update(_disk_view(mode, lab, target.namespace, facts, authority.bucket, remaining))
         bundle.add_json("disk/listing.json", disk, scrub)
+        bundle.notes += [f"disk view: {note}" for note in disk.get("notes", [])]
 
     bundle.step("the cluster", k8s)
     bundle.step("the S3 view", s3_part)

@@ -36,6 +36,10 @@ from harness.lab.nodeagent.runtime import (
 from harness.lab.nodeagent.volumes import materialise
 from harness.lab.paths import LabPaths, pod_network
 from harness.lab.rustfs import SAFE_ENV as RUSTFS_SAFE_ENV
+from probes.diskview import LABEL as DISK_VIEW_LABEL
+from probes.diskview import LABEL_VALUE as DISK_VIEW
+from probes.diskview import MOUNT_ROOT as DISK_VIEW_ROOT
+from probes.diskview import list_volumes
 
 logger = logging.getLogger("flywheel_chaos.nodeagent")
 
@@ -116,6 +120,8 @@ class NodeAgent:
             if runner.stopping:
                 continue
             self._drive(runner, pod)
+            if (pod.metadata.labels or {}).get(DISK_VIEW_LABEL) == DISK_VIEW and runner.prepared:
+                self._disk_view(runner, pod)
             if (pod.metadata.labels or {}).get(HELPER_LABEL) == "kubelet-stop":
                 self._kubelet_stop(runner, pod)
                 if self.heartbeat.paused:
@@ -156,6 +162,35 @@ class NodeAgent:
                 container.started_at = None  # a simulated container runs while this is set
             publish(self.core, runner, pod, self.host_ip)
 
+    def _disk_view(self, runner: PodRunner, pod: Any) -> None:
+        """Do what the RCA's read-only debug pod does on a real node: list its volumes.
+
+        Its script (:data:`probes.diskview.SCRIPT`) lists every volume mounted
+        under ``/flywheel-disk``; here the same listing is written from the
+        volumes' node directories into its log, and it ends Succeeded.
+        """
+        container = runner.containers[0] if runner.containers else None
+        if container is None or container.waiting_reason == "Terminated":
+            return
+        spec = pod.spec.containers[0]
+        volumes = {
+            mount.mount_path.rstrip("/").rsplit("/", 1)[1]: runner.volume_paths[mount.name]
+            for mount in spec.volume_mounts or []
+            if mount.mount_path.startswith(DISK_VIEW_ROOT + "/")
+            and mount.name in runner.volume_paths
+        }
+        container.log_path.write_text(list_volumes(volumes))
+        logger.info("disk-view helper %s: listed %s", runner.name, ", ".join(sorted(volumes)))
+        container.waiting_reason = "Terminated"
+        container.last_exit = {
+            "exitCode": 0,
+            "reason": "Completed",
+            "startedAt": ts(container.started_at or now()),
+            "finishedAt": ts(),
+        }
+        container.started_at = None
+        publish(self.core, runner, pod, self.host_ip)
+
     def _used_ips(self) -> set[str]:
         return {r.pod_ip for r in self.pods.values()}
 
@@ -193,9 +228,11 @@ class NodeAgent:
         return runner
 
     def _prepare(self, pod: Any, runner: PodRunner) -> bool:
-        volumes = materialise(self.core, pod, runner, self.base)
+        local = {uid for uid, other in self.pods.items() if not other.stopping}
+        volumes = materialise(self.core, pod, runner, self.base, local)
         if volumes is None:
             return False
+        runner.volume_paths = volumes
         (runner.directory / "tmp").mkdir(parents=True, exist_ok=True)
         restart_policy = pod.spec.restart_policy or "Always"
         links: dict[str, str] = {}

@@ -123,6 +123,8 @@ class PodRunner:
     last_status: dict[str, Any] | None = None
     last_probe: float = 0.0
     prepared: bool = False
+    volume_paths: dict[str, Path] = field(default_factory=dict)
+    """Each volume's host directory, once prepared."""
 
     @property
     def bind_ip(self) -> str:
