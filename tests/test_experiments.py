@@ -724,3 +724,34 @@ def test_rca_on_a_recorded_run_writes_a_bundle_and_a_record_that_explains_it(
     bundle.write_bytes(bundle.read_bytes() + b"x")
     verify = cli(["evidence", "verify"], run_env)
     assert verify.returncode == 1 and answer["file"].split("/")[-1] in verify.stdout + verify.stderr
+
+
+def test_as_the_service_account_the_rca_reads_everything_and_its_debug_pod_needs_the_opt_in(
+    run_env: dict[str, str], lab: Lab, tmp_path: Path
+) -> None:
+    directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
+    write_record(new_record(fault="pod-delete", verdict="error", reasons=["by hand"]), directory)
+    sa_env = dict(run_env, KUBECONFIG=str(_service_account_kubeconfig(lab, run_env, tmp_path)))
+    opt_in = str(REPO / "deploy" / "opt-in" / "rca-disk-view.yaml")
+
+    def rca() -> dict[str, Any]:
+        result = cli(["rca", "--json", "--disk-view", "debug-pod"], sa_env)
+        assert result.returncode == 0, result.stderr
+        answer: dict[str, Any] = json.loads(result.stdout)
+        return answer
+
+    refused = rca()
+    # deploy/rbac.yaml lets it read pods, logs, events, claims, volumes and nodes; the disk
+    # view's debug pod is refused until the opt-in is applied
+    assert [n for n in refused["notes"] if not n.startswith("disk view:")] == []
+    assert any("was refused: 403" in n for n in refused["notes"]), refused["notes"]
+    _kubectl(run_env, "apply", "-f", opt_in)
+    try:
+        allowed = rca()
+    finally:
+        _kubectl(run_env, "delete", "-f", opt_in)
+    assert allowed["notes"] == []
+    with tarfile.open(directory / allowed["file"]) as tar:
+        disk = json.loads(tar.extractfile("disk/listing.json").read())  # type: ignore[union-attr]
+    assert disk["collected"] and disk["how"] == "debug-pod"
+    assert disk["bucket_marker_count"] > 0
