@@ -203,17 +203,7 @@ def _rustfs_repair(lab: Path, bucket: str) -> list[str]:
 
 def _wait_present(authority: StateAuthority, bucket: str, within_s: float) -> float:
     """Seconds until HEAD of ``bucket`` answers (``ActivityFailed`` past the deadline)."""
-    started = time.monotonic()
-    last = "no answer yet"
-    while time.monotonic() - started < within_s:
-        try:
-            quick = authority.with_overrides(connect_timeout_s=2.0, read_timeout_s=2.0)
-            _s3(quick, "head-bucket", lambda c: c.head_bucket(Bucket=bucket), 2.0)
-            return round(time.monotonic() - started, 3)
-        except StateAuthorityError as exc:
-            last = f"{exc.error_class}: {exc}"
-        time.sleep(0.25)
-    raise ActivityFailed(f"bucket {bucket!r} did not come back within {within_s:g}s: {last}")
+    return _wait_head(authority, bucket, within_s, missing=False)
 
 
 # ------------------------------------------------------------------ filer ---
@@ -265,18 +255,28 @@ def _s3(authority: StateAuthority, name: str, call: Any, deadline_s: float = 10.
 
 def _wait_missing(authority: StateAuthority, bucket: str, within_s: float) -> float:
     """Seconds until HEAD of ``bucket`` answers NoSuchBucket (``ActivityFailed`` past the deadline)."""
+    return _wait_head(authority, bucket, within_s, missing=True)
+
+
+def _wait_head(authority: StateAuthority, bucket: str, within_s: float, missing: bool) -> float:
+    """Seconds until HEAD of ``bucket`` answers NoSuchBucket (``missing``) or answers at all;
+    every attempt bounded (2 s), every 0.25 s, ``ActivityFailed`` naming the last answer."""
     started = time.monotonic()
-    last = "it still answered"
+    last = "no answer yet"
+    quick = authority.with_overrides(connect_timeout_s=2.0, read_timeout_s=2.0)
     while time.monotonic() - started < within_s:
         try:
-            authority_client = authority.with_overrides(connect_timeout_s=2.0, read_timeout_s=2.0)
-            _s3(authority_client, "head-bucket", lambda c: c.head_bucket(Bucket=bucket), 2.0)
+            _s3(quick, "head-bucket", lambda c: c.head_bucket(Bucket=bucket), 2.0)
+            if not missing:
+                return round(time.monotonic() - started, 3)
+            last = "it still answered"
         except StateAuthorityError as exc:
-            if exc.error_class == "no-such-bucket":
+            if missing and exc.error_class == "no-such-bucket":
                 return round(time.monotonic() - started, 3)
             last = f"{exc.error_class}: {exc}"
         time.sleep(0.25)
-    raise ActivityFailed(f"bucket {bucket!r} was not reported missing within {within_s:g}s: {last}")
+    want = "reported missing" if missing else "back"
+    raise ActivityFailed(f"bucket {bucket!r} was not {want} within {within_s:g}s: {last}")
 
 
 def _kept_files(lab: Path, bucket: str, pattern: str = "{bucket}-kept_*.dat") -> list[str]:

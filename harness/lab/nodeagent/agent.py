@@ -151,16 +151,20 @@ class NodeAgent:
             self.heartbeat.pause(seconds)
             return
         if runner.containers and runner.containers[0].waiting_reason != "Terminated":
-            for container in runner.containers:
-                container.waiting_reason = "Terminated"
-                container.last_exit = {
-                    "exitCode": 0,
-                    "reason": "Completed",
-                    "startedAt": ts(container.started_at or now()),
-                    "finishedAt": ts(),
-                }
-                container.started_at = None  # a simulated container runs while this is set
-            publish(self.core, runner, pod, self.host_ip)
+            self._complete(runner, pod)
+
+    def _complete(self, runner: PodRunner, pod: Any) -> None:
+        """A helper pod's simulated containers exit 0: the pod is Succeeded."""
+        for container in runner.containers:
+            container.waiting_reason = "Terminated"
+            container.last_exit = {
+                "exitCode": 0,
+                "reason": "Completed",
+                "startedAt": ts(container.started_at or now()),
+                "finishedAt": ts(),
+            }
+            container.started_at = None  # a simulated container runs while this is set
+        publish(self.core, runner, pod, self.host_ip)
 
     def _disk_view(self, runner: PodRunner, pod: Any) -> None:
         """Do what the RCA's read-only debug pod does on a real node: list its volumes.
@@ -181,15 +185,7 @@ class NodeAgent:
         }
         container.log_path.write_text(list_volumes(volumes))
         logger.info("disk-view helper %s: listed %s", runner.name, ", ".join(sorted(volumes)))
-        container.waiting_reason = "Terminated"
-        container.last_exit = {
-            "exitCode": 0,
-            "reason": "Completed",
-            "startedAt": ts(container.started_at or now()),
-            "finishedAt": ts(),
-        }
-        container.started_at = None
-        publish(self.core, runner, pod, self.host_ip)
+        self._complete(runner, pod)
 
     def _used_ips(self) -> set[str]:
         return {r.pod_ip for r in self.pods.values()}
