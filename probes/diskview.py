@@ -14,16 +14,17 @@ lab's node volume directories). On a real cluster a **read-only debug pod**
 on the volume's node writes it with :data:`SCRIPT` (``sh``, ``find``, ``stat``,
 ``sha256sum``: busybox has them), an opt-in (``FLYWHEEL_RCA_DISK_VIEW=debug-pod``):
 
-* a claim that more than one pod may mount (ReadWriteOnce, ReadOnlyMany,
-  ReadWriteMany) is mounted read-only by a pod in the state authority's
-  namespace, pinned to the node where the claim is in use (ReadWriteOnce is
-  per node), so it needs the right to create pods there;
-* a ReadWriteOncePod claim cannot be mounted by a second pod: the debug pod
-  then reads the node's copy of the volume through a read-only ``hostPath``
-  (a ``local`` or ``hostPath`` volume's own path; a CSI volume's publish
-  directory ``<kubelet root>/pods/<pod uid>/volumes/kubernetes.io~csi/<pv>/mount``
-  of the pod that uses it), which needs the privileged opt-in namespace of
-  ``deploy/opt-in/node-fault.yaml``.
+* a claim a running pod uses (the server's) is read through the node, never
+  mounted a second time (ReadWriteOncePod forbids that, and drivers such as
+  ZFS-LocalPV refuse a second mount of a volume whose class is not shared): a
+  read-only ``hostPath`` of the volume's node copy (a ``local`` or ``hostPath``
+  volume's own path; a CSI volume's publish directory
+  ``<kubelet root>/pods/<pod uid>/volumes/kubernetes.io~csi/<pv>/mount`` of the
+  pod that uses it), which needs the privileged opt-in namespace of
+  ``deploy/opt-in/node-fault.yaml``;
+* a claim nobody uses (a drained server's volume while its replacement is
+  Pending) is mounted read-only by a pod in the state authority's namespace on
+  the volume's node.
 
 The pod runs as root without privilege escalation, all capabilities dropped
 but ``DAC_OVERRIDE`` (to read files the server owns), a read-only root file
@@ -209,6 +210,20 @@ def _affinity_node(volume: Any, nodes: set[str]) -> str:
     return ""
 
 
+def _node_path(volume: Any, user: Any, kubelet_root: str) -> str:
+    """Where the node shows ``volume`` while ``user`` runs there ("" when it cannot say)."""
+    if volume.spec.local is not None:
+        return str(volume.spec.local.path)
+    if volume.spec.host_path is not None:
+        return str(volume.spec.host_path.path)
+    if volume.spec.csi is not None:
+        return (
+            f"{kubelet_root}/pods/{user.metadata.uid}/volumes/kubernetes.io~csi/"
+            f"{volume.metadata.name}/mount"
+        )
+    return ""
+
+
 def plan(
     namespace: str,
     claims: list[Any],
@@ -218,7 +233,11 @@ def plan(
     helper_namespace: str,
     kubelet_root: str = KUBELET_ROOT,
 ) -> tuple[list[DebugPod], list[str]]:
-    """The debug pods that can read each claim's volume, and a note for each that cannot."""
+    """The debug pods that can read each claim's volume, and a note for each that cannot.
+
+    A claim a running pod uses is read through that pod's node (``hostPath``,
+    in ``helper_namespace``); a claim nobody uses is mounted read-only by a pod
+    in ``namespace`` on its volume's node."""
     users: dict[str, Any] = {}
     for pod in pods:
         if pod.metadata.deletion_timestamp is not None or not pod.spec.node_name:
@@ -237,31 +256,29 @@ def plan(
             notes.append(f"claim {name}: not bound to a volume")
             continue
         user = users.get(name)
-        node = user.spec.node_name if user is not None else _affinity_node(volume, nodes)
-        if not node:
-            notes.append(f"claim {name}: no running pod uses it and its volume names no one node")
-            continue
-        if "ReadWriteOncePod" not in (claim.spec.access_modes or []):
+        if user is None:
+            # nobody has it mounted: the debug pod mounts the claim itself, read-only, on
+            # the volume's node (a drained server's volume while its replacement is Pending)
+            node = _affinity_node(volume, nodes)
+            if not node:
+                notes.append(
+                    f"claim {name}: no running pod uses it and its volume names no one node"
+                )
+                continue
             groups.setdefault((namespace, node), []).append(Mount(volume.metadata.name, name))
             continue
-        host = ""
-        if volume.spec.local is not None:
-            host = volume.spec.local.path
-        elif volume.spec.host_path is not None:
-            host = volume.spec.host_path.path
-        elif volume.spec.csi is not None and user is not None:
-            host = (
-                f"{kubelet_root}/pods/{user.metadata.uid}/volumes/kubernetes.io~csi/"
-                f"{volume.metadata.name}/mount"
-            )
+        # in use: read what the server's own mount shows, through the node, instead of
+        # mounting the claim a second time (RWOP forbids it; drivers such as ZFS-LocalPV
+        # refuse a second mount of a volume unless its class is shared)
+        host = _node_path(volume, user, kubelet_root)
         if not host:
             notes.append(
-                f"claim {name}: ReadWriteOncePod, so no second pod may mount it, and its volume "
-                "has no path on the node to read (a CSI volume has one only while a pod uses it)"
+                f"claim {name}: in use by {user.metadata.name}, and its volume has no path on "
+                "the node to read (neither local, hostPath nor CSI)"
             )
             continue
         mount = Mount(volume.metadata.name, name, host_path=host)
-        groups.setdefault((helper_namespace, node), []).append(mount)
+        groups.setdefault((helper_namespace, user.spec.node_name), []).append(mount)
     return [DebugPod(ns, node, tuple(m)) for (ns, node), m in sorted(groups.items())], notes
 
 

@@ -157,7 +157,7 @@ def test_it_is_refused_outside_a_lab_and_on_the_state_bucket_before_anything_cha
     assert _buckets(run_env) == buckets
 
 
-def test_with_the_debug_pod_the_rca_finds_the_lost_buckets_data_through_a_read_only_claim_mount(
+def test_with_the_debug_pod_the_rca_finds_the_lost_buckets_data_through_the_servers_node(
     lab: Lab, run_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
@@ -171,8 +171,12 @@ def test_with_the_debug_pod_the_rca_finds_the_lost_buckets_data_through_a_read_o
     assert bundle["mismatch"] is True, bundle["notes"]
     with tarfile.open(tmp_path / "rca.tar.gz") as tar:
         disk = json.loads(tar.extractfile("disk/listing.json").read())  # type: ignore[union-attr]
-    # interim-seaweedfs's claims are ReadWriteOnce: mounted read-only, in their namespace
+    # the server uses its claim: read through bumble's copy (the server pod's publish
+    # directory), from the opt-in namespace, never mounted a second time
     assert disk["how"] == "debug-pod"
-    assert [(p["namespace"], p["node"]) for p in disk["debug_pods"]] == [("nix-cache", "bumble")]
-    assert all(v.startswith("claim ") for p in disk["debug_pods"] for v in p["volumes"].values())
+    assert [(p["namespace"], p["node"]) for p in disk["debug_pods"]] == [
+        ("flywheel-chaos", "bumble")
+    ]
+    paths = [v for p in disk["debug_pods"] for v in p["volumes"].values()]
+    assert paths and all("/volumes/kubernetes.io~csi/" in v for v in paths)
     assert any("-kept_" in marker for marker in disk["bucket_markers"])

@@ -159,17 +159,17 @@ def _pod(name: str, uid: str, node: str, claims: list[str]) -> Any:
 NODES = {"bumble", "honey", "sting"}
 
 
-def test_a_readwriteonce_claim_is_mounted_read_only_in_its_namespace_on_its_users_node() -> None:
+def test_a_claim_nobody_uses_is_mounted_read_only_in_its_namespace_on_its_volumes_node() -> None:
     pods, notes = plan(
         "nix-cache",
-        [_claim("data", "pvc-data", ["ReadWriteOnce"])],
+        [_claim("data", "pvc-data", ["ReadWriteOncePod"])],
         {"pvc-data": _pv("pvc-data", "bumble")},
-        [_pod("rustfs-0", "uid-1", "honey", ["data"])],
+        [],
         NODES,
         "flywheel-chaos",
     )
     assert notes == []
-    assert pods == [DebugPod("nix-cache", "honey", (Mount("pvc-data", "data"),))]
+    assert pods == [DebugPod("nix-cache", "bumble", (Mount("pvc-data", "data"),))]
     spec = manifest(pods[0], "dv", "busybox:1.36", 30)["spec"]
     assert spec["volumes"] == [
         {"name": "disk-0", "persistentVolumeClaim": {"claimName": "data", "readOnly": True}}
@@ -184,20 +184,19 @@ def test_a_readwriteonce_claim_is_mounted_read_only_in_its_namespace_on_its_user
         "drop": ["ALL"],
         "add": ["DAC_OVERRIDE"],
     }
-    assert spec["nodeName"] == "honey" and spec["restartPolicy"] == "Never"
+    assert spec["nodeName"] == "bumble" and spec["restartPolicy"] == "Never"
     assert spec["automountServiceAccountToken"] is False
     assert spec["activeDeadlineSeconds"] == 30
+    assert spec["tolerations"] == [{"operator": "Exists"}]
 
 
-def test_a_readwriteoncepod_claim_is_read_through_its_users_csi_publish_path_in_the_opt_in_namespace() -> (
-    None
-):
+@pytest.mark.parametrize("mode", ["ReadWriteOnce", "ReadWriteOncePod"])
+def test_a_claim_in_use_is_read_through_its_users_node_never_mounted_a_second_time(
+    mode: str,
+) -> None:
     pods, notes = plan(
         "nix-cache",
-        [
-            _claim("data1", "pvc-1", ["ReadWriteOncePod"]),
-            _claim("data2", "pvc-2", ["ReadWriteOncePod"]),
-        ],
+        [_claim("data1", "pvc-1", [mode]), _claim("data2", "pvc-2", [mode])],
         {"pvc-1": _pv("pvc-1", "bumble"), "pvc-2": _pv("pvc-2", "bumble", source="local")},
         [_pod("rustfs-bumble-0", "uid-7", "bumble", ["data1", "data2"])],
         NODES,
@@ -211,26 +210,33 @@ def test_a_readwriteoncepod_claim_is_read_through_its_users_csi_publish_path_in_
         "/var/lib/kubelet/pods/uid-7/volumes/kubernetes.io~csi/pvc-1/mount",
         "/var/openebs/local/pvc-2",
     ]
-    volumes = manifest(pod, "dv", "busybox:1.36", 30)["spec"]["volumes"]
-    assert volumes[0]["hostPath"] == {
+    document = manifest(pod, "dv", "busybox:1.36", 30)
+    assert document["spec"]["volumes"][0]["hostPath"] == {
         "path": "/var/lib/kubelet/pods/uid-7/volumes/kubernetes.io~csi/pvc-1/mount",
         "type": "Directory",
     }
-    assert manifest(pod, "dv", "busybox:1.36", 30)["metadata"]["labels"][LABEL] == "disk-view"
+    assert not any("persistentVolumeClaim" in v for v in document["spec"]["volumes"])
+    assert document["metadata"]["labels"][LABEL] == "disk-view"
 
 
-def test_a_readwriteoncepod_csi_claim_no_pod_uses_is_named_as_unreadable() -> None:
+def test_an_unbound_claim_and_one_in_use_on_a_volume_without_a_node_path_are_named() -> None:
+    nfs = _pv("pvc-nfs", "bumble")
+    nfs.spec.csi = None
+    nfs.spec.nfs = client.V1NFSVolumeSource(server="nfs.example", path="/export")
     pods, notes = plan(
         "nix-cache",
-        [_claim("data1", "pvc-1", ["ReadWriteOncePod"]), _claim("loose", "", ["ReadWriteOnce"])],
-        {"pvc-1": _pv("pvc-1", "bumble")},
-        [],
+        [_claim("shared", "pvc-nfs", ["ReadWriteMany"]), _claim("loose", "", ["ReadWriteOnce"])],
+        {"pvc-nfs": nfs},
+        [_pod("server", "uid-1", "honey", ["shared"])],
         NODES,
         "flywheel-chaos",
     )
     assert pods == []
-    assert notes[0].startswith("claim data1: ReadWriteOncePod, so no second pod may mount it")
-    assert notes[1] == "claim loose: not bound to a volume"
+    assert notes == [
+        "claim shared: in use by server, and its volume has no path on the node to read "
+        "(neither local, hostPath nor CSI)",
+        "claim loose: not bound to a volume",
+    ]
 
 
 @pytest.mark.parametrize("phase", ["Pending", "Succeeded"])
@@ -245,5 +251,5 @@ def test_a_pod_that_is_not_running_does_not_count_as_the_claims_user(phase: str)
         NODES,
         "flywheel-chaos",
     )
-    # the volume's own node, from its affinity
-    assert [p.node for p in pods] == ["bumble"]
+    # mounted by claim, on the volume's own node (from its affinity)
+    assert [(p.namespace, p.node) for p in pods] == [("nix-cache", "bumble")]

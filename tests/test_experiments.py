@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -755,3 +756,91 @@ def test_as_the_service_account_the_rca_reads_everything_and_its_debug_pod_needs
         disk = json.loads(tar.extractfile("disk/listing.json").read())  # type: ignore[union-attr]
     assert disk["collected"] and disk["how"] == "debug-pod"
     assert disk["bucket_marker_count"] > 0
+
+
+def test_the_rca_debug_pod_mounts_a_claim_nobody_uses_read_only_on_its_volumes_node(
+    run_env: dict[str, str],
+    lab: Lab,
+    tmp_path: Path,
+    core: client.CoreV1Api,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.record.rca import collect
+
+    name = "flywheel-test-idle"
+    volume = f"pvc-{name}"
+    data = lab.paths.node_dir("bumble") / "volumes" / volume
+    (data / "tofu-state").mkdir(parents=True)
+    (data / "tofu-state" / "xl.meta").write_bytes(b"idle metadata")
+    core.create_persistent_volume(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "flywheel-test",
+                "claimRef": {"namespace": STATE_NAMESPACE, "name": name},
+                "csi": {"driver": "zfs.csi.openebs.io", "volumeHandle": volume},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "openebs.io/nodeid",
+                                        "operator": "In",
+                                        "values": ["bumble"],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        }
+    )
+    try:
+        core.create_namespaced_persistent_volume_claim(
+            STATE_NAMESPACE,
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "flywheel-test",
+                    "volumeName": volume,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
+        wait_until(
+            lambda: (
+                core.read_namespaced_persistent_volume_claim(name, STATE_NAMESPACE).status.phase
+                == "Bound"
+            ),
+            30,
+            f"claim {name} bound",
+        )
+        monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
+        result = collect(load_authority(), tmp_path / "rca.tar.gz")
+    finally:
+        core.delete_namespaced_persistent_volume_claim(name, STATE_NAMESPACE)
+        core.delete_persistent_volume(volume)
+        shutil.rmtree(data)
+    assert result["notes"] == []
+    with tarfile.open(tmp_path / "rca.tar.gz") as tar:
+        disk = json.loads(tar.extractfile("disk/listing.json").read())  # type: ignore[union-attr]
+    idle = [p for p in disk["debug_pods"] if volume in p["volumes"]]
+    assert idle == [
+        {"namespace": STATE_NAMESPACE, "node": "bumble", "volumes": {volume: f"claim {name}"}}
+    ]
+    entries = {e["path"]: e for e in disk["entries"]}
+    listed = entries[f"bumble:{volume}/tofu-state/xl.meta"]
+    assert listed["sha256"] == hashlib.sha256(b"idle metadata").hexdigest()
+    # the server's own claim, in use, is read through bumble from the opt-in namespace
+    assert [p["namespace"] for p in disk["debug_pods"] if volume not in p["volumes"]] == [
+        "flywheel-chaos"
+    ]
