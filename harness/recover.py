@@ -3,6 +3,8 @@
 Sources: the intent files in ``FLYWHEEL_STATE_DIR/intents`` and the
 ``flywheel-chaos.io/rollback-intent`` annotations on nodes (written before
 each mutation, naming the run they belong to, removed when it is undone).
+It also deletes RCA debug pods (:mod:`probes.diskview`) that outlived their
+deadline: an RCA that was killed before its ``finally`` could delete them.
 
 While a live run holds the cluster lease its intents are its own business:
 ``recover`` refuses (exit 1, naming the holder) unless ``force``. A lease
@@ -36,6 +38,10 @@ from actions.cluster import (
 from actions.nodes import undo_intent
 from harness.errors import CheckFailed
 from harness.processes import pid_alive
+from probes import diskview
+
+DEBUG_POD_STALE_S = 120.0
+"""An RCA debug pod older than this is left over (its RCA gives it at most 60 s)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,22 @@ def pending(core: client.CoreV1Api) -> list[Pending]:
     return found
 
 
+def stale_debug_pods(core: client.CoreV1Api, older_than_s: float | None = None) -> list[Any]:
+    """RCA debug pods, in any namespace, created more than ``older_than_s`` (default
+    :data:`DEBUG_POD_STALE_S`) ago."""
+    older_than_s = DEBUG_POD_STALE_S if older_than_s is None else older_than_s
+    now = dt.datetime.now(dt.UTC)
+    pods = core.list_pod_for_all_namespaces(
+        label_selector=f"{diskview.LABEL}={diskview.LABEL_VALUE}", _request_timeout=API_TIMEOUT
+    ).items
+    return [
+        p
+        for p in pods
+        if p.metadata.creation_timestamp is not None
+        and (now - p.metadata.creation_timestamp).total_seconds() > older_than_s
+    ]
+
+
 def recover(
     configuration: dict[str, Any] | None = None,
     lease_namespace: str = "kube-system",
@@ -141,8 +163,13 @@ def recover(
             "wait for it to finish (its rollbacks undo its changes); if it is stuck, "
             "'flywheel-chaos recover --dry-run' shows what --force would undo",
         )
+    stale = stale_debug_pods(core)
     if dry_run:
         lines = [f"would undo {p.describe()}" for p in todo]
+        lines += [
+            f"would delete the RCA debug pod {p.metadata.namespace}/{p.metadata.name} left over"
+            for p in stale
+        ]
         if lease is not None and dead and not ours:
             lines.append(f"would release the cluster lease left by {holder or 'nobody'}")
         return lines
@@ -158,6 +185,20 @@ def recover(
             for owner in (item.owner, *item.others):
                 forget_intent_files(item.node, item.kind, owner)
             done.append(f"{item.node}: node is gone")
+    for pod in stale:
+        try:
+            core.delete_namespaced_pod(
+                pod.metadata.name,
+                pod.metadata.namespace,
+                body=client.V1DeleteOptions(grace_period_seconds=0),
+                _request_timeout=API_TIMEOUT,
+            )
+            done.append(
+                f"deleted the RCA debug pod {pod.metadata.namespace}/{pod.metadata.name} left over"
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
     if lease is not None and (dead or force) and holder and not ours:
         with contextlib.suppress(ApiException):
             coordination.delete_namespaced_lease(

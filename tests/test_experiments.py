@@ -844,3 +844,36 @@ def test_the_rca_debug_pod_mounts_a_claim_nobody_uses_read_only_on_its_volumes_n
     assert [p["namespace"] for p in disk["debug_pods"] if volume not in p["volumes"]] == [
         "flywheel-chaos"
     ]
+
+
+def test_recover_deletes_an_rca_debug_pod_left_over_past_its_deadline_and_no_newer_one(
+    run_env: dict[str, str], core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.recover
+    from harness.recover import recover
+    from probes.diskview import DebugPod, Mount, manifest
+
+    # what an RCA killed before its finally leaves: a debug pod that can never start
+    never = Mount("pvc-gone", "gone", host_path="/var/lib/kubelet/pods/0000/volumes/x/pvc/mount")
+    for name in ("flywheel-chaos-disk-view-left-1", "flywheel-chaos-disk-view-left-2"):
+        core.create_namespaced_pod(
+            "flywheel-chaos",
+            manifest(DebugPod("flywheel-chaos", "bumble", (never,)), name, "busybox:1.36", 30),
+        )
+    kept = recover(dry_run=True)
+    assert not [line for line in kept if "debug pod" in line]  # not past their deadline
+    monkeypatch.setattr(harness.recover, "DEBUG_POD_STALE_S", 0.0)
+    planned = recover(dry_run=True)
+    assert sum("would delete the RCA debug pod flywheel-chaos/" in line for line in planned) == 2
+    done = recover()
+    assert sum("deleted the RCA debug pod flywheel-chaos/" in line for line in done) == 2
+    wait_until(
+        lambda: (
+            not core.list_namespaced_pod(
+                "flywheel-chaos", label_selector="flywheel-chaos.io/rca=disk-view"
+            ).items
+        ),
+        30,
+        "the left-over debug pods gone",
+    )
+    assert not [line for line in recover() if "debug pod" in line]  # safe to run twice
