@@ -15,6 +15,11 @@ into a ratio. A ratio is printed only for a shape where no run of either
 topology was capped. Every run uses the same prober mode (a new connection
 per HEAD), so nothing is pooled across modes.
 
+Before every run the lab must have settled from the one before (every node
+Ready and schedulable, every pod of the state namespace Running and Ready,
+the state key readable), with a deadline; how long that took is printed, and
+a run that starts on an unsettled lab says so.
+
     python benchmarks/ha_candidate.py [--runs 5] [--shapes pod-delete,node-drain,...]
         [--topologies interim,ha-seaweedfs] [--json results.json]
 """
@@ -27,11 +32,17 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from harness.lab.cluster import scratch_lab
+from kubernetes import client, config
+
+from harness.lab.cluster import STATE_NAMESPACE, scratch_lab
 from harness.record.evidence import record_files
+from probes.state_authority import state_key_readable
+
+SETTLE_S = 180.0
 
 REPO = Path(__file__).resolve().parent.parent
 CHAOS = Path(sys.executable).parent / "chaos"
@@ -72,6 +83,53 @@ def run_shape(shape: str, env: dict[str, str], work: Path, index: int) -> dict[s
     return record
 
 
+def unsettled(core: client.CoreV1Api, env: dict[str, str]) -> list[str]:
+    """What keeps the lab from being the steady state a run must start from ([] when none)."""
+    left = []
+    for node in core.list_node(_request_timeout=5).items:
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        if not ready or node.spec.unschedulable:
+            left.append(f"node {node.metadata.name} {'cordoned' if ready else 'not Ready'}")
+    for pod in core.list_namespaced_pod(STATE_NAMESPACE, _request_timeout=5).items:
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        if (
+            pod.metadata.deletion_timestamp is not None
+            or pod.status.phase != "Running"
+            or not ready
+        ):
+            left.append(
+                f"pod {pod.metadata.name} {pod.status.phase}{'' if ready else ', not Ready'}"
+            )
+    if not left:
+        try:
+            state_key_readable(
+                timeout_s=3.0,
+                configuration={
+                    "aws_endpoint_url_s3": env["AWS_ENDPOINT_URL_S3"],
+                    "aws_region": env["AWS_REGION"],
+                    "tofu_state_bucket": env["TOFU_STATE_BUCKET"],
+                    "tofu_state_key": env["TOFU_STATE_KEY"],
+                },
+                secrets={
+                    "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+                    "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+                },
+            )
+        except Exception as exc:  # ActivityFailed or a connection error: not settled yet
+            left.append(f"state key not readable ({type(exc).__name__})")
+    return left
+
+
+def settle(core: client.CoreV1Api, env: dict[str, str]) -> tuple[float, list[str]]:
+    """Wait (every 1 s, at most SETTLE_S) until the lab has settled: (seconds, what is left)."""
+    started = time.monotonic()
+    left = unsettled(core, env)
+    while left and time.monotonic() - started < SETTLE_S:
+        time.sleep(1.0)
+        left = unsettled(core, env)
+    return round(time.monotonic() - started, 1), left
+
+
 def capped(record: dict[str, Any]) -> bool:
     prober = record.get("prober") or {}
     after = (record.get("steady_states") or {}).get("after")
@@ -109,9 +167,18 @@ def main() -> int:
             env["FLYWHEEL_EVIDENCE_DIR"] = str(root / "work" / "evidence")
             env["FLYWHEEL_STATE_DIR"] = str(root / "work" / "state")
             (root / "work").mkdir(exist_ok=True)
+            core = client.CoreV1Api(
+                config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
+            )
             for shape in shapes:
                 runs = []
                 for index in range(1, args.runs + 1):
+                    waited, left = settle(core, env)
+                    print(
+                        f"{topology:13} {shape:13} run {index}: lab settled after {waited} s"
+                        + (f"; NOT settled: {', '.join(left)}" if left else ""),
+                        flush=True,
+                    )
                     record = run_shape(shape, env, root / "work", index)
                     runs.append(record)
                     prober = record.get("prober") or {}
