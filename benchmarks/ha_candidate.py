@@ -17,8 +17,10 @@ per HEAD), so nothing is pooled across modes.
 
 Before every run the lab must have settled from the one before (every node
 Ready and schedulable, every pod of the state namespace Running and Ready,
-the state key readable), with a deadline; how long that took is printed, and
-a run that starts on an unsettled lab says so.
+the experiments' steady state: key readable, canary round trip, lock
+exclusive), with a deadline; how long that took is printed, and a run that
+starts on an unsettled lab says so. With --keep DIR the runs' journals,
+logs and records are copied there before the scratch lab is removed.
 
     python benchmarks/ha_candidate.py [--runs 5] [--shapes pod-delete,node-drain,...]
         [--topologies interim,ha-seaweedfs] [--json results.json]
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +43,7 @@ from kubernetes import client, config
 
 from harness.lab.cluster import STATE_NAMESPACE, scratch_lab
 from harness.record.evidence import record_files
-from probes.state_authority import state_key_readable
+from probes.state_authority import canary_round_trip_ok, lock_exclusive, state_key_readable
 
 SETTLE_S = 180.0
 
@@ -101,22 +104,23 @@ def unsettled(core: client.CoreV1Api, env: dict[str, str]) -> list[str]:
                 f"pod {pod.metadata.name} {pod.status.phase}{'' if ready else ', not Ready'}"
             )
     if not left:
-        try:
-            state_key_readable(
-                timeout_s=3.0,
-                configuration={
-                    "aws_endpoint_url_s3": env["AWS_ENDPOINT_URL_S3"],
-                    "aws_region": env["AWS_REGION"],
-                    "tofu_state_bucket": env["TOFU_STATE_BUCKET"],
-                    "tofu_state_key": env["TOFU_STATE_KEY"],
-                },
-                secrets={
-                    "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-                    "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-                },
-            )
-        except Exception as exc:  # ActivityFailed or a connection error: not settled yet
-            left.append(f"state key not readable ({type(exc).__name__})")
+        # the experiments' own steady state: key readable, canary round trip, lock exclusive
+        configuration = {
+            "aws_endpoint_url_s3": env["AWS_ENDPOINT_URL_S3"],
+            "aws_region": env["AWS_REGION"],
+            "tofu_state_bucket": env["TOFU_STATE_BUCKET"],
+            "tofu_state_key": env["TOFU_STATE_KEY"],
+        }
+        secrets = {
+            "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        }
+        for probe in (state_key_readable, canary_round_trip_ok, lock_exclusive):
+            try:
+                probe(configuration=configuration, secrets=secrets)
+            except Exception as exc:  # ActivityFailed or a connection error: not settled yet
+                left.append(f"{probe.__name__} failed ({type(exc).__name__}: {exc})"[:300])
+                break
     return left
 
 
@@ -156,6 +160,7 @@ def main() -> int:
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--topologies", default="interim,ha-seaweedfs")
     parser.add_argument("--json", default="", help="also write the results here")
+    parser.add_argument("--keep", default="", help="copy the runs' journals, logs, records here")
     args = parser.parse_args()
     shapes = args.shapes.split(",")
     results: dict[str, dict[str, Any]] = {}
@@ -193,6 +198,8 @@ def main() -> int:
                         flush=True,
                     )
                 results.setdefault(shape, {})[topology] = summary(runs)
+            if args.keep:
+                shutil.copytree(root / "work", Path(args.keep) / topology, dirs_exist_ok=True)
     print("per shape and topology: survived k/N, longest outage median (range)")
     for shape in shapes:
         cells = []
