@@ -285,3 +285,39 @@ def test_the_rca_disk_view_is_off_on_a_real_cluster_unless_opted_in_and_refuses_
         match="'sideways' \\(FLYWHEEL_RCA_DISK_VIEW\\) is not one of auto, lab, debug-pod, off",
     ):
         disk_view_mode("")
+
+
+def test_a_schema_keyword_the_fast_path_reads_differently_leaves_the_judgement_to_jsonschema(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import jsonschema
+
+    from harness.record import evidence
+
+    # unevaluatedProperties is 2020-12 only: compiled as draft-07 it would be ignored and
+    # the extra property accepted
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"id": {"type": "string"}},
+        "unevaluatedProperties": False,
+    }
+    monkeypatch.setattr(evidence, "_schema", lambda name: schema)
+    evidence._compiled.cache_clear()
+    evidence._validator.cache_clear()
+    try:
+        assert evidence._compiled("test") is None
+        evidence.validate({"id": "a"}, "test")
+        with pytest.raises(jsonschema.ValidationError, match="Unevaluated properties"):
+            evidence.validate({"id": "a", "extra": 1}, "test")
+    finally:
+        evidence._compiled.cache_clear()
+        evidence._validator.cache_clear()
+
+
+def test_the_shipped_record_schemas_take_the_fast_path() -> None:
+    from harness.record import evidence
+
+    for name in evidence.SCHEMA_FILES:
+        assert evidence._foreign_keywords(evidence._schema(name)) == set(), name
+        assert evidence._compiled(name) is not None

@@ -119,15 +119,48 @@ def _validator(name: str) -> Any:
     return cls(schema)
 
 
+SHARED_KEYWORDS = frozenset(
+    {
+        # assertions that draft-07 and 2020-12 define alike
+        "type", "properties", "required", "enum", "const", "pattern", "items",
+        "additionalProperties", "propertyNames", "minLength", "maxLength", "minimum",
+        "maximum", "exclusiveMinimum", "exclusiveMaximum", "minProperties", "maxProperties",
+        "minItems", "maxItems", "uniqueItems",
+        # annotations
+        "$id", "$schema", "$comment", "title", "description", "default", "examples",
+    }
+)  # fmt: skip
+"""Keywords the fast path may compile as draft-07 (``format`` is not among them: fastjsonschema
+asserts it, jsonschema does not)."""
+
+
+def _foreign_keywords(node: Any, under_properties: bool = False) -> set[str]:
+    """Keywords of a schema outside :data:`SHARED_KEYWORDS` (an array ``items`` counts: it is
+    a tuple in draft-07 and an error in 2020-12)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if under_properties:  # property names, not keywords
+                found |= _foreign_keywords(value)
+                continue
+            if key not in SHARED_KEYWORDS or (key == "items" and not isinstance(value, dict)):
+                found.add(key)
+            found |= _foreign_keywords(value, under_properties=key == "properties")
+    elif isinstance(node, list):
+        for item in node:
+            found |= _foreign_keywords(item)
+    return found
+
+
 @functools.cache
 def _compiled(name: str) -> Any:
-    """The schema compiled to Python by fastjsonschema: the fast path for valid records.
-
-    The schemas use only keywords that draft-07 and 2020-12 define alike (type,
-    properties, required, enum, const, pattern, items, additionalProperties), so
-    it is compiled as draft-07."""
-    schema = {**_schema(name), "$schema": "http://json-schema.org/draft-07/schema#"}
-    return fastjsonschema.compile(schema)
+    """The schema compiled to Python by fastjsonschema (the fast path for valid records), or
+    None when the schema uses a keyword draft-07 and 2020-12 do not define alike: then
+    jsonschema alone judges, so the fast path can never accept what jsonschema refuses."""
+    schema = _schema(name)
+    if _foreign_keywords(schema):
+        return None
+    return fastjsonschema.compile({**schema, "$schema": "http://json-schema.org/draft-07/schema#"})
 
 
 def validate(document: Any, name: str) -> None:
@@ -136,11 +169,13 @@ def validate(document: Any, name: str) -> None:
 
     A record the compiled schema accepts is valid; one it refuses is judged (and its
     error worded) by jsonschema, which has the last word."""
-    try:
-        _compiled(name)(document)
-        return
-    except fastjsonschema.JsonSchemaException:
-        pass
+    compiled = _compiled(name)
+    if compiled is not None:
+        try:
+            compiled(document)
+            return
+        except fastjsonschema.JsonSchemaException:
+            pass
     error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document))
     if error is not None:
         raise error
