@@ -183,3 +183,18 @@ def test_a_server_below_quorum_is_unavailable_not_a_missing_state_key() -> None:
         for i in range(10)
     ]
     assert summarize(heads, 100.0, 101.0)["state_key_missing"] == 0
+
+
+def test_a_proof_with_rca_after_fails_without_the_live_bundle_or_its_mismatch() -> None:
+    from harness.controls.evidence import _proof_verdict
+
+    journal = {**_journal(), "run": [{"activity": {"type": "probe"}, "status": "succeeded"}]}
+    assert _proof_verdict(journal, None)[0] == "passed"
+    # rca_after names an activity that never ran (a typo, or it was skipped): fail closed
+    verdict, reasons = _proof_verdict(journal, None, "lose-bucket-indx", None)
+    assert verdict == "failed" and "'lose-bucket-indx'" in reasons[0]
+    verdict, reasons = _proof_verdict(
+        journal, None, "lose-bucket-index", {"mismatch": False, "why": "not collected: boom"}
+    )
+    assert verdict == "failed" and "boom" in reasons[0]
+    assert _proof_verdict(journal, None, "lose-bucket-index", {"mismatch": True})[0] == "passed"

@@ -177,10 +177,14 @@ def _bounded(output: Any) -> Any:
 
 
 def _proof_verdict(
-    journal: dict[str, Any], refused: str | None, live_rca: dict[str, Any] | None = None
+    journal: dict[str, Any],
+    refused: str | None,
+    rca_after: str = "",
+    live_rca: dict[str, Any] | None = None,
 ) -> tuple[str, list[str]]:
     """A proof passes when its steady state held and every method probe succeeded (and, with
-    ``rca_after``, the bundle taken while the fault was live named the mismatch)."""
+    ``rca_after``, the bundle taken while the fault was live named the mismatch: no bundle,
+    because no activity of that name ran, fails it too)."""
     if refused:
         return "aborted", [refused]
     if journal.get("status") in ("interrupted", "aborted"):
@@ -192,7 +196,12 @@ def _proof_verdict(
     ]
     if failed or journal.get("deviated") or journal.get("status") != "completed":
         return "failed", failed or [f"the run ended {journal.get('status')}"]
-    if live_rca is not None and not live_rca.get("mismatch"):
+    if rca_after and live_rca is None:
+        return "failed", [
+            f"no RCA bundle was taken while the fault was live: no activity named "
+            f"{rca_after!r} ran (the evidence control's rca_after)"
+        ]
+    if rca_after and live_rca is not None and not live_rca.get("mismatch"):
         return "failed", [
             "the RCA bundle taken while the fault was live did not show the bucket missing "
             f"from S3 with its markers on disk ({live_rca.get('why') or 'see rca.md'})"
@@ -268,7 +277,7 @@ def _record(
     effect = None if proof else fault_effect(run.fault_actions, namespace)
     if proof:
         verdict, reasons = _proof_verdict(
-            journal, refused or run.lease_lost, run.live_rca if rca_after else None
+            journal, refused or run.lease_lost, rca_after, run.live_rca
         )
     else:
         verdict, reasons = decide(
