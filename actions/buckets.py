@@ -157,8 +157,12 @@ def _rustfs_drives(lab: Path) -> list[Path]:
     return sorted(p.parent for p in (lab / "nodes").glob(f"*/volumes/*/{RUSTFS_SYSTEM}"))
 
 
+def _kept_dir(drive: Path, bucket: str) -> Path:
+    return drive / RUSTFS_KEPT.format(bucket=bucket)
+
+
 def _rustfs_kept(lab: Path, bucket: str) -> list[Path]:
-    return [d / RUSTFS_KEPT.format(bucket=bucket) for d in _rustfs_drives(lab)]
+    return [_kept_dir(d, bucket) for d in _rustfs_drives(lab)]
 
 
 def _rustfs_markers(lab: Path, bucket: str) -> list[str]:
@@ -175,7 +179,7 @@ def _rustfs_lose(lab: Path, bucket: str) -> list[str]:
     moved = []
     for drive in _rustfs_drives(lab):
         if (drive / bucket).is_dir():
-            os.rename(drive / bucket, drive / RUSTFS_KEPT.format(bucket=bucket))
+            os.rename(drive / bucket, _kept_dir(drive, bucket))
             moved.append(drive)
     if not moved:
         raise ActivityFailed(
@@ -185,7 +189,7 @@ def _rustfs_lose(lab: Path, bucket: str) -> list[str]:
     return sorted(
         str(p.relative_to(lab))
         for drive in moved
-        for p in (drive / RUSTFS_KEPT.format(bucket=bucket)).rglob("xl.meta")
+        for p in _kept_dir(drive, bucket).rglob("xl.meta")
     )
 
 
@@ -195,15 +199,10 @@ def _rustfs_repair(lab: Path, bucket: str) -> list[str]:
     for drive in _rustfs_drives(lab):
         lost = not (drive / bucket).exists()
         named = (drive / RUSTFS_SYSTEM / "buckets" / bucket).is_dir()
-        if lost and (named or (drive / RUSTFS_KEPT.format(bucket=bucket)).is_dir()):
+        if lost and (named or _kept_dir(drive, bucket).is_dir()):
             (drive / bucket).mkdir()
             repaired.append(str((drive / bucket).relative_to(lab)))
     return repaired
-
-
-def _wait_present(authority: StateAuthority, bucket: str, within_s: float) -> float:
-    """Seconds until HEAD of ``bucket`` answers (``ActivityFailed`` past the deadline)."""
-    return _wait_head(authority, bucket, within_s, missing=False)
 
 
 # ------------------------------------------------------------------ filer ---
@@ -251,11 +250,6 @@ def _set_rule(filer: str, bucket: str, present: bool) -> None:
 
 def _s3(authority: StateAuthority, name: str, call: Any, deadline_s: float = 10.0) -> Any:
     return call_with_retries(authority, name, call, deadline=time.monotonic() + deadline_s)
-
-
-def _wait_missing(authority: StateAuthority, bucket: str, within_s: float) -> float:
-    """Seconds until HEAD of ``bucket`` answers NoSuchBucket (``ActivityFailed`` past the deadline)."""
-    return _wait_head(authority, bucket, within_s, missing=True)
 
 
 def _wait_head(authority: StateAuthority, bucket: str, within_s: float, missing: bool) -> float:
@@ -367,7 +361,7 @@ def lose_bucket_index(
     if server == "rustfs":
         plan["objects"] = _write_objects(authority, name, backup, objects, size_bytes)
         plan["kept_on_disk"] = _rustfs_lose(lab, name)
-        plan["missing_after_s"] = _wait_missing(authority, name, wait_missing_s)
+        plan["missing_after_s"] = _wait_head(authority, name, wait_missing_s, missing=True)
         plan["markers_on_disk"] = _rustfs_markers(lab, name)
         if not plan["markers_on_disk"]:
             raise ActivityFailed(
@@ -389,7 +383,7 @@ def lose_bucket_index(
                 f"deleting the filer entry of {name}: HTTP {status} {data[:200]!r}"
             )
         logger.warning("bucket-index-loss: deleted the filer entry of %s, chunks kept", name)
-        plan["missing_after_s"] = _wait_missing(authority, name, wait_missing_s)
+        plan["missing_after_s"] = _wait_head(authority, name, wait_missing_s, missing=True)
         plan["kept_on_disk"] = _kept_files(lab, name)
         plan["markers_on_disk"] = plan["kept_on_disk"]
     plan["took_effect"] = bool(plan["kept_on_disk"])
@@ -446,7 +440,7 @@ def restore_bucket_from_backup(
         elif server == "rustfs" and exc.error_class == "no-such-bucket":
             repair["create_bucket"] = "NoSuchBucket"
             repair["directories"] = _rustfs_repair(lab, name)
-            repair["present_after_s"] = _wait_present(authority, name, 20.0)
+            repair["present_after_s"] = _wait_head(authority, name, 20.0, missing=False)
             logger.warning("bucket-index-loss: put %s back on %s", name, repair["directories"])
         else:
             raise
@@ -519,7 +513,7 @@ def _rustfs_left(lab: Path, bucket: str) -> list[str]:
 
 def _rustfs_remove(authority: StateAuthority, lab: Path, name: str) -> None:
     if _rustfs_repair(lab, name):  # lost: S3 can delete it only once it is back
-        _wait_present(authority, name, 20.0)
+        _wait_head(authority, name, 20.0, missing=False)
     try:
         _s3(authority, "head-bucket", lambda c: c.head_bucket(Bucket=name))
         present = True

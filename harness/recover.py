@@ -186,19 +186,10 @@ def recover(
                 forget_intent_files(item.node, item.kind, owner)
             done.append(f"{item.node}: node is gone")
     for pod in stale:
-        try:
-            core.delete_namespaced_pod(
-                pod.metadata.name,
-                pod.metadata.namespace,
-                body=client.V1DeleteOptions(grace_period_seconds=0),
-                _request_timeout=API_TIMEOUT,
-            )
+        if diskview.delete(core, pod.metadata.namespace, pod.metadata.name):
             done.append(
                 f"deleted the RCA debug pod {pod.metadata.namespace}/{pod.metadata.name} left over"
             )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
     if lease is not None and (dead or force) and holder and not ours:
         with contextlib.suppress(ApiException):
             coordination.delete_namespaced_lease(

@@ -61,7 +61,9 @@ HASH_LIMIT = 1024 * 1024
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 KUBELET_ROOT = "/var/lib/kubelet"
 DEFAULT_IMAGE = "docker.io/library/busybox:1.36"
-API_TIMEOUT = (3.05, 10)
+API_TIMEOUT = (3.0, 10.0)
+"""Every API call's (connect, read) bound, as ``actions.cluster.API_TIMEOUT`` (a probe does
+not import actions: actions import probes)."""
 
 SCRIPT = r"""
 root="$1"; shift
@@ -80,14 +82,14 @@ find $present -xdev -mindepth 1 \( -type d -o -type f \) 2>/dev/null | {
     if [ -d "$p" ]; then printf 'd\t%s\n' "$p"; continue; fi
     s=$(stat -c %s "$p" 2>/dev/null || echo 0); h=-
     case "${p##*/}" in
-      .metadata.bin|xl.meta|format.json|.bucket.meta|part.1)
+      @METADATA_NAMES@)
         if [ "$s" -le "$hash_limit" ]; then h=$(sha256sum "$p" | cut -d ' ' -f 1); fi ;;
     esac
     printf 'f\t%s\t%s\t%s\n' "$s" "$h" "$p"
   done
 }
 printf 'end\n'
-"""
+""".replace("@METADATA_NAMES@", "|".join(METADATA_NAMES))
 """The debug pod's command: ``sh -c SCRIPT sh <root> <volume>...``; volume names have no
 spaces (they are PersistentVolume names)."""
 
@@ -409,16 +411,23 @@ def run(
             note = f"the debug pod {where} ended {phase} with an incomplete listing"
         return listing, note
     finally:
-        try:
-            core.delete_namespaced_pod(
-                name,
-                debug.namespace,
-                body=client.V1DeleteOptions(grace_period_seconds=0),
-                _request_timeout=API_TIMEOUT,
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        delete(core, debug.namespace, name)
+
+
+def delete(core: client.CoreV1Api, namespace: str, name: str) -> bool:
+    """Delete a debug pod at once (it holds nothing to finish); False when it was gone."""
+    try:
+        core.delete_namespaced_pod(
+            name,
+            namespace,
+            body=client.V1DeleteOptions(grace_period_seconds=0),
+            _request_timeout=API_TIMEOUT,
+        )
+        return True
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return False
 
 
 def api_log(core: client.CoreV1Api) -> Callable[[Any], str]:

@@ -254,7 +254,7 @@ def test_the_rca_disk_view_counts_a_buckets_own_files_not_those_of_a_bucket_shar
     for name in ("tofu-state_3.dat", "tofu-state-kept_4.idx", "tofu-state-backup_5.dat", "7.dat"):
         (volume / name).write_bytes(b"x")
     view = _disk_view(
-        "lab", str(tmp_path), "nix-cache", {"volumes": [{"name": "pv-1"}]}, "tofu-state", 60.0
+        "lab", str(tmp_path), "nix-cache", {"volumes": [{"name": "pv-1"}]}, {}, "tofu-state", 60.0
     )
     assert view["collected"] and view["volumes"] == ["bumble:pv-1"]
     assert sorted(m.split("/", 1)[1] for m in view["bucket_markers"]) == [
@@ -272,7 +272,7 @@ def test_the_rca_disk_view_is_off_on_a_real_cluster_unless_opted_in_and_refuses_
     monkeypatch.delenv("FLYWHEEL_RCA_DISK_VIEW", raising=False)
     assert disk_view_mode("") == "off"
     assert disk_view_mode("/some/lab") == "lab"
-    view = _disk_view("off", "", "nix-cache", {}, "tofu-state", 60.0)
+    view = _disk_view("off", "", "nix-cache", {}, {}, "tofu-state", 60.0)
     assert not view["collected"] and "FLYWHEEL_RCA_DISK_VIEW=debug-pod" in view["why"]
     monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
     assert disk_view_mode("") == "debug-pod"
@@ -321,3 +321,11 @@ def test_the_shipped_record_schemas_take_the_fast_path() -> None:
     for name in evidence.SCHEMA_FILES:
         assert evidence._foreign_keywords(evidence._schema(name)) == set(), name
         assert evidence._compiled(name) is not None
+
+
+def test_without_the_cluster_steps_objects_the_debug_pod_view_starts_nothing_and_says_why() -> None:
+    from harness.record.rca import _disk_view
+
+    view = _disk_view("debug-pod", "", "nix-cache", {}, {"pods": []}, "tofu-state", 60.0)
+    assert view["collected"] is False and view["debug_pods"] == []
+    assert "did not read the claims, volumes, nodes it needs" in view["why"]

@@ -296,3 +296,16 @@ def test_a_refused_debug_pod_leaves_the_bundle_without_a_disk_view_saying_why(
     assert "was refused: 404" in listing["why"]
     assert "deploy/opt-in/rca-disk-view.yaml" in listing["why"]
     assert any("disk view: " in note for note in result["notes"])
+
+
+def test_the_rca_starts_no_debug_pod_on_a_node_outside_the_allowlist(
+    lab_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
+    monkeypatch.setenv("FLYWHEEL_NODE_ALLOWLIST", "bumble")
+    result = collect(load_authority(), tmp_path / "allowlisted.tar.gz")
+    listing = _disk_listing(tmp_path / "allowlisted.tar.gz")
+    assert [p["node"] for p in listing["debug_pods"]] == ["bumble"]
+    assert {v.split(":")[0] for v in listing["volumes"]} == {"bumble"}
+    refused = [n for n in result["notes"] if "is not in the node allowlist" in n]
+    assert [n.split("no debug pod on ")[1].split(":")[0] for n in refused] == ["honey", "sting"]

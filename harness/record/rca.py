@@ -44,7 +44,13 @@ from typing import Any
 
 from kubernetes import client
 
-from actions.cluster import API_TIMEOUT, api_client
+from actions.cluster import (
+    API_TIMEOUT,
+    SafetyRefusal,
+    api_client,
+    check_namespace_allowed,
+    check_node_allowed,
+)
 from harness.record.posture import Target
 from harness.record.redact import Redactor, known_secrets
 from probes import diskview
@@ -102,7 +108,11 @@ def _split_restarts(text: str) -> tuple[str, str]:
     return current, previous
 
 
-def _k8s(bundle: Bundle, target: Target, redactor: Redactor, lab_dir: str) -> dict[str, Any]:
+def _k8s(
+    bundle: Bundle, target: Target, redactor: Redactor, lab_dir: str, objects: dict[str, Any]
+) -> dict[str, Any]:
+    """The cluster part of the bundle; its facts for the summary. ``objects`` receives the
+    API objects read (``pods``, ``claims``, ``volumes``, ``nodes``) for the disk view."""
     api = api_client()
     core = client.CoreV1Api(api)
     facts: dict[str, Any] = {}
@@ -111,6 +121,7 @@ def _k8s(bundle: Bundle, target: Target, redactor: Redactor, lab_dir: str) -> di
 
     def pods() -> None:
         items = core.list_namespaced_pod(namespace, _request_timeout=API_TIMEOUT).items
+        objects["pods"] = items
         facts["pods"] = [
             {
                 "name": p.metadata.name,
@@ -194,6 +205,8 @@ def _k8s(bundle: Bundle, target: Target, redactor: Redactor, lab_dir: str) -> di
             if c.spec.volume_name
         ]
         bundle.add_json("k8s/volumes.json", sanitize(volumes), redactor)
+        objects["claims"] = claims
+        objects["volumes"] = {v.metadata.name: v for v in volumes}
         facts["volumes"] = [
             {
                 "name": v.metadata.name,
@@ -203,6 +216,7 @@ def _k8s(bundle: Bundle, target: Target, redactor: Redactor, lab_dir: str) -> di
             for v in volumes
         ]
         nodes = core.list_node(_request_timeout=API_TIMEOUT).items
+        objects["nodes"] = {n.metadata.name for n in nodes}
         facts["nodes"] = [
             {
                 "name": n.metadata.name,
@@ -276,32 +290,44 @@ def _lab_listing(lab_dir: str, facts: dict[str, Any]) -> tuple[diskview.Listing,
 
 
 def _debug_pod_listing(
-    lab_dir: str, namespace: str, remaining_s: float
+    lab_dir: str, namespace: str, objects: dict[str, Any], remaining_s: float
 ) -> tuple[diskview.Listing, list[str], list[str], list[dict[str, Any]]]:
     """Each volume's node read by the opt-in read-only debug pod: (listing, volumes, notes,
-    the debug pods)."""
-    core = client.CoreV1Api(api_client())
-    claims = core.list_namespaced_persistent_volume_claim(
-        namespace, _request_timeout=API_TIMEOUT
-    ).items
-    volumes = {
-        c.spec.volume_name: core.read_persistent_volume(
-            c.spec.volume_name, _request_timeout=API_TIMEOUT
+    the debug pods). ``objects``: what the cluster step read (claims, volumes, pods, nodes).
+
+    A debug pod is a change to the cluster, so the safety rules hold: none on a node outside
+    the node allowlist, none in a namespace outside the namespace allowlist (the helper
+    namespace of the opt-in is the harness's own, as for the kubelet-stop helper)."""
+    missing = [k for k in ("claims", "volumes", "pods", "nodes") if k not in objects]
+    if missing:
+        return (
+            diskview.Listing(),
+            [],
+            [f"no debug pod: the cluster step did not read the {', '.join(missing)} it needs"],
+            [],
         )
-        for c in claims
-        if c.spec.volume_name
-    }
-    pods = core.list_namespaced_pod(namespace, _request_timeout=API_TIMEOUT).items
-    nodes = {n.metadata.name for n in core.list_node(_request_timeout=API_TIMEOUT).items}
+    helper_namespace = os.environ.get("FLYWHEEL_RCA_HELPER_NAMESPACE", "flywheel-chaos")
     planned, notes = diskview.plan(
         namespace,
-        claims,
-        volumes,
-        pods,
-        nodes,
-        os.environ.get("FLYWHEEL_RCA_HELPER_NAMESPACE", "flywheel-chaos"),
+        objects["claims"],
+        objects["volumes"],
+        objects["pods"],
+        objects["nodes"],
+        helper_namespace,
         os.environ.get("FLYWHEEL_KUBELET_ROOT", diskview.KUBELET_ROOT),
     )
+    allowed = []
+    for debug in planned:
+        try:
+            check_node_allowed(debug.node, None)
+            if debug.namespace != helper_namespace:
+                check_namespace_allowed(debug.namespace, None)
+        except SafetyRefusal as refusal:
+            notes.append(f"no debug pod on {debug.node}: {refusal}")
+            continue
+        allowed.append(debug)
+    planned = allowed
+    core = client.CoreV1Api(api_client())
     image = os.environ.get("FLYWHEEL_RCA_DEBUG_IMAGE", diskview.DEFAULT_IMAGE)
 
     def lab_log(pod: Any) -> str:
@@ -310,9 +336,10 @@ def _debug_pod_listing(
         log = node / str(pod.metadata.uid)[:13] / "list.log"
         return log.read_text(errors="replace")[: diskview.LOG_LIMIT_BYTES]
 
-    listing = diskview.Listing(complete=True)
-    read: list[str] = []
-    started = time.monotonic()
+    budget = min(DEBUG_POD_DEADLINE_S, remaining_s)
+    if planned and budget < 5:
+        notes.append("the debug pods: skipped, the RCA's deadline leaves no time for them")
+        planned = []
     pods_run = [
         {
             "namespace": debug.namespace,
@@ -321,10 +348,8 @@ def _debug_pod_listing(
         }
         for debug in planned
     ]
-    budget = min(DEBUG_POD_DEADLINE_S, remaining_s - (time.monotonic() - started))
-    if planned and budget < 5:
-        notes.append("the debug pods: skipped, the RCA's deadline leaves no time for them")
-        planned = []
+    listing = diskview.Listing(complete=True)
+    read: list[str] = []
     reader = lab_log if lab_dir else diskview.api_log(core)
     # one per node, side by side: a slow image pull on one node does not starve the others
     with ThreadPoolExecutor(max_workers=max(1, len(planned))) as pool:
@@ -342,7 +367,13 @@ def _debug_pod_listing(
 
 
 def _disk_view(
-    mode: str, lab_dir: str, namespace: str, facts: dict[str, Any], bucket: str, remaining_s: float
+    mode: str,
+    lab_dir: str,
+    namespace: str,
+    facts: dict[str, Any],
+    objects: dict[str, Any],
+    bucket: str,
+    remaining_s: float,
 ) -> dict[str, Any]:
     """What is on the authority's volumes: bucket markers and metadata files, never contents."""
     if mode == "off":
@@ -356,7 +387,7 @@ def _disk_view(
     if mode == "lab":
         listing, volumes = _lab_listing(lab_dir, facts)
     else:
-        listing, volumes, notes, pods = _debug_pod_listing(lab_dir, namespace, remaining_s)
+        listing, volumes, notes, pods = _debug_pod_listing(lab_dir, namespace, objects, remaining_s)
     markers: list[str] = []
     collection = re.compile(rf"{re.escape(bucket)}(-kept)?_\d+\.\w+")
     entries = listing.entries[:DISK_ENTRIES]
@@ -497,9 +528,10 @@ def collect(
     facts: dict[str, Any] = {}
     s3: dict[str, Any] = {}
     disk: dict[str, Any] = {}
+    objects: dict[str, Any] = {}
 
     def k8s() -> None:
-        facts.update(_k8s(bundle, target, scrub, lab))
+        facts.update(_k8s(bundle, target, scrub, lab, objects))
 
     def s3_part() -> None:
         s3.update(_s3_view(authority))
@@ -510,7 +542,9 @@ def collect(
     def disk_part() -> None:
         mode = disk_view_mode(lab, disk_view)
         remaining = bundle.deadline_s - (time.monotonic() - bundle.started)
-        disk.update(_disk_view(mode, lab, target.namespace, facts, authority.bucket, remaining))
+        disk.update(
+            _disk_view(mode, lab, target.namespace, facts, objects, authority.bucket, remaining)
+        )
         bundle.add_json("disk/listing.json", disk, scrub)
         bundle.notes += [f"disk view: {note}" for note in disk.get("notes", [])]
 

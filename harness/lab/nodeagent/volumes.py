@@ -2,7 +2,7 @@
 
 A ``hostPath`` that names a CSI volume's publish directory of a pod on this
 node (``<kubelet root>/pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount``, what
-the RCA's read-only debug pod reads a ReadWriteOncePod volume through) is
+the RCA's read-only debug pod reads a volume in use through) is
 that volume's node directory, as on a real node while the pod runs; a publish
 directory of a pod not running here does not exist, and the pod waits, as a
 kubelet's ``hostPath`` of type ``Directory`` does. Other host paths are a
