@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from kubernetes import client, config
 from harness.lab.cluster import Lab, scratch_lab
 from harness.lab.paths import LabPaths
 from harness.processes import wait_until
+from harness.record.evidence import record_files
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,31 @@ BIN = Path(sys.executable).parent
 def env_file(path: Path) -> dict[str, str]:
     """The lab's environment as ``source .lab/env`` would set it."""
     return Lab(LabPaths(path.parent)).env_values()
+
+
+def chaos_run(
+    experiment: str, env: dict[str, str], tmp_path: Path
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """``chaos run experiments/<experiment>.yaml`` with ``env`` (10 min bound); the one record
+    it wrote in ``FLYWHEEL_EVIDENCE_DIR`` and the finished process (its log in tmp_path)."""
+    process = subprocess.run(
+        [
+            str(BIN / "chaos"),
+            "--log-file",
+            str(tmp_path / "chaos.log"),
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            str(REPO / "experiments" / f"{experiment}.yaml"),
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    (path,) = record_files(Path(env["FLYWHEEL_EVIDENCE_DIR"]))
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record, process
 
 
 def fresh_run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

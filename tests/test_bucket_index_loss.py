@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from labkit import BIN, REPO, cli, fresh_run_env, running_lab, s3_client
+from labkit import chaos_run, cli, fresh_run_env, running_lab, s3_client
 
 from actions.buckets import _conf, _server, lose_bucket_index, remove_scratch_bucket
 from actions.cluster import SafetyRefusal
 from harness.controls.lease import holding_lease
 from harness.lab.cluster import Lab
-from harness.record.evidence import record_files
 from harness.record.rca import collect
 from probes.s3client import load_authority
 
@@ -63,24 +60,8 @@ def test_the_experiment_catches_the_lost_bucket_explains_it_and_restores_it_byte
 ) -> None:
     etag = _state_etag(run_env)
     buckets = _buckets(run_env)
-    process = subprocess.run(
-        [
-            str(BIN / "chaos"),
-            "--log-file",
-            str(tmp_path / "chaos.log"),
-            "run",
-            "--journal-path",
-            str(tmp_path / "journal.json"),
-            str(REPO / "experiments" / "bucket-index-loss.yaml"),
-        ],
-        env={**os.environ, **run_env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    record, process = chaos_run("bucket-index-loss", run_env, tmp_path)
     output = process.stdout + process.stderr
-    (path,) = record_files(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]))
-    record = json.loads(path.read_text())
     assert record["verdict"] == "passed", (record["reasons"], output[-3000:])
     assert process.returncode == 0
     steps = {step["name"]: step for step in record["proof_steps"]}

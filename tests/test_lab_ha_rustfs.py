@@ -8,15 +8,13 @@ module is skipped and says so. Repeated-run verdicts are measured by
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from labkit import BIN, REPO, cli, fresh_run_env, running_lab
+from labkit import chaos_run, cli, fresh_run_env, running_lab
 
 from actions.pods import delete_state_authority_pods
 from harness.controls.lease import holding_lease
@@ -24,7 +22,6 @@ from harness.controls.prober import Prober, outage_windows, summarize
 from harness.lab.build import rustfs_built
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
-from harness.record.evidence import record_files
 from probes.s3client import load_authority
 from probes.state_authority import state_authority_serving_within
 
@@ -96,24 +93,10 @@ def test_each_member_restart_keeps_reads_and_writes_working(
 
 
 def test_a_drain_of_bumble_is_survived(run_env: dict[str, str], tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            str(BIN / "chaos"),
-            "run",
-            "--journal-path",
-            str(tmp_path / "journal.json"),
-            str(REPO / "experiments" / "node-drain.yaml"),
-        ],
-        env={**os.environ, **run_env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    (path,) = record_files(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]))
-    record = json.loads(path.read_text())
+    record, process = chaos_run("node-drain", run_env, tmp_path)
     assert record["fault_effect"]["took_effect"] is True
     print(f"drain: {record['verdict']}, longest outage {record['prober']['longest_outage_ms']} ms")
-    assert record["verdict"] == "survived", (record["reasons"], result.stdout[-2000:])
+    assert record["verdict"] == "survived", (record["reasons"], process.stdout[-2000:])
     state_authority_serving_within(within_s=60)
 
 

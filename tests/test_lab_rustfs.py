@@ -7,9 +7,7 @@ each fault, over repeated runs, is measured by ``benchmarks/ha_candidate.py``.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +15,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from kubernetes import client, config
-from labkit import BIN, REPO, fresh_run_env, running_lab, s3_client
+from labkit import chaos_run, fresh_run_env, running_lab, s3_client
 
 from actions.buckets import lose_bucket_index, remove_scratch_bucket, restore_bucket_from_backup
 from harness.controls.lease import holding_lease
 from harness.lab.build import rustfs_built
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
-from harness.record.evidence import record_files
 from probes.state_authority import state_authority_serving_within
 
 pytestmark = [
@@ -33,8 +30,6 @@ pytestmark = [
         not rustfs_built(), reason="RustFS is not built: flywheel-chaos lab build --rustfs"
     ),
 ]
-
-CHAOS = str(BIN / "chaos")
 
 
 @pytest.fixture(scope="module")
@@ -54,22 +49,8 @@ def core(lab: Lab) -> client.CoreV1Api:
 
 
 def _run(experiment: str, env: dict[str, str], tmp_path: Path) -> tuple[dict[str, Any], str]:
-    result = subprocess.run(
-        [
-            CHAOS,
-            "run",
-            "--journal-path",
-            str(tmp_path / "journal.json"),
-            str(REPO / "experiments" / experiment),
-        ],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    (path,) = record_files(Path(env["FLYWHEEL_EVIDENCE_DIR"]))
-    record: dict[str, Any] = json.loads(path.read_text())
-    return record, result.stdout + result.stderr
+    record, process = chaos_run(experiment.removesuffix(".yaml"), env, tmp_path)
+    return record, process.stdout + process.stderr
 
 
 def test_the_interim_authority_is_rustfs_serving_s3_from_its_own_readiness_endpoint(
