@@ -15,18 +15,13 @@ ha-seaweedfs, interim or ha-rustfs (the last two need RustFS built).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from harness.lab.cluster import scratch_lab
-from harness.record.evidence import record_files
+from benchkit import REPO, run_experiment
 
-REPO = Path(__file__).resolve().parent.parent
-CHAOS = Path(sys.executable).parent / "chaos"
+from harness.lab.cluster import scratch_lab
 
 
 def main() -> int:
@@ -43,30 +38,13 @@ def main() -> int:
             "FLYWHEEL_STATE_DIR": str(work / "state"),
         }
         for index in range(1, args.runs + 1):
-            process = subprocess.run(
-                [
-                    str(CHAOS),
-                    "--log-file",
-                    str(work / f"chaos-{index}.log"),
-                    "run",
-                    "--journal-path",
-                    str(work / f"journal-{index}.json"),
-                    str(REPO / "experiments" / "bucket-index-loss.yaml"),
-                ],
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            records = record_files(Path(env["FLYWHEEL_EVIDENCE_DIR"]))
-            record = json.loads(records[-1].read_text()) if records else {}
+            record, code = run_experiment("bucket-index-loss", env, work, f"run-{index}", 600)
             steps = {s["name"]: s for s in record.get("proof_steps") or []}
             lost = (steps.get("lose-bucket-index") or {}).get("output") or {}
             restore = (steps.get("restore-from-backup") or {}).get("output") or {}
             passed += record.get("verdict") == "passed"
             print(
-                f"run {index}: {record.get('verdict', 'no record')} (exit {process.returncode}); "
+                f"run {index}: {record.get('verdict', 'no record')} (exit {code}); "
                 f"NoSuchBucket after {lost.get('missing_after_s')} s; "
                 f"{len(lost.get('kept_on_disk') or [])} kept data files and "
                 f"{len(lost.get('markers_on_disk') or [])} markers on disk; "

@@ -30,25 +30,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from benchkit import REPO, run_experiment
 from kubernetes import client, config
 
 from harness.lab.cluster import STATE_NAMESPACE, scratch_lab
-from harness.record.evidence import record_files
 from probes.state_authority import canary_round_trip_ok, lock_exclusive, state_key_readable
 
 SETTLE_S = 180.0
 
-REPO = Path(__file__).resolve().parent.parent
-CHAOS = Path(sys.executable).parent / "chaos"
 
 SHAPES: dict[str, tuple[str, dict[str, str]]] = {
     "pod-delete": ("pod-delete", {}),
@@ -61,28 +56,7 @@ SHAPES: dict[str, tuple[str, dict[str, str]]] = {
 
 def run_shape(shape: str, env: dict[str, str], work: Path, index: int) -> dict[str, Any]:
     experiment, extra = SHAPES[shape]
-    evidence = work / "evidence"
-    before = set(record_files(evidence))
-    subprocess.run(
-        [
-            str(CHAOS),
-            "--log-file",
-            str(work / f"{shape}-{index}.log"),
-            "run",
-            "--journal-path",
-            str(work / f"{shape}-{index}.journal.json"),
-            str(REPO / "experiments" / f"{experiment}.yaml"),
-        ],
-        env={**os.environ, **env, **extra},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    new = [p for p in record_files(evidence) if p not in before]
-    if not new:
-        return {"verdict": "no evidence", "reasons": ["the run recorded nothing"], "prober": {}}
-    record: dict[str, Any] = json.loads(new[0].read_text())
+    record, _code = run_experiment(experiment, {**env, **extra}, work, f"{shape}-{index}")
     return record
 
 
