@@ -54,6 +54,8 @@ __all__: list[str] = []  # helpers, not activities
 LABEL = "flywheel-chaos.io/rca"
 LABEL_VALUE = "disk-view"
 MOUNT_ROOT = "/flywheel-disk"
+CONTAINER = "list"
+"""The debug pod's one container, whose log is the listing."""
 METADATA_NAMES = (".metadata.bin", "xl.meta", "format.json", ".bucket.meta", "part.1")
 """Files hashed (SHA-256) when small enough: metadata, never object contents read out."""
 ENTRIES = 5000
@@ -320,7 +322,7 @@ def manifest(debug: DebugPod, name: str, image: str, deadline_s: int) -> dict[st
             "terminationGracePeriodSeconds": 0,
             "containers": [
                 {
-                    "name": "list",
+                    "name": CONTAINER,
                     "image": image,
                     "command": [
                         "sh",
@@ -438,7 +440,7 @@ def api_log(core: client.CoreV1Api) -> Callable[[Any], str]:
             core.read_namespaced_pod_log(
                 pod.metadata.name,
                 pod.metadata.namespace,
-                container="list",
+                container=CONTAINER,
                 limit_bytes=LOG_LIMIT_BYTES,
                 _request_timeout=API_TIMEOUT,
             )

@@ -333,7 +333,7 @@ def _debug_pod_listing(
     def lab_log(pod: Any) -> str:
         # the lab has no kubelet API: the helper's log is a file on its node
         node = Path(lab_dir) / "nodes" / str(pod.spec.node_name) / "pods"
-        log = node / str(pod.metadata.uid)[:13] / "list.log"
+        log = node / str(pod.metadata.uid)[:13] / f"{diskview.CONTAINER}.log"
         return log.read_text(errors="replace")[: diskview.LOG_LIMIT_BYTES]
 
     budget = min(DEBUG_POD_DEADLINE_S, remaining_s)
