@@ -10,6 +10,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
+command -v mold >/dev/null 2>&1 || need+=(mold)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; } \

@@ -110,9 +110,36 @@ RUSTFS_PROFILE = {
     "CARGO_PROFILE_RELEASE_LTO": "off",
     "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "16",
     "CARGO_PROFILE_RELEASE_INCREMENTAL": "false",
+    # build scripts and proc macros run once, at build time: compiling them fast beats running
+    # them fast (they are not part of the binary that runs)
+    "CARGO_PROFILE_RELEASE_BUILD_OVERRIDE_OPT_LEVEL": "0",
+    "CARGO_PROFILE_RELEASE_BUILD_OVERRIDE_DEBUG": "false",
+    "CARGO_PROFILE_RELEASE_STRIP": "symbols",
 }
 """The release profile RustFS is built with: opt-level 1 (most of the speed of 3 for far less
-compile time), no debug info, no LTO. Measured on this machine: see README, the lab's figures."""
+compile time), no debug info, no LTO, build scripts and proc macros at opt-level 0, symbols
+stripped. Measured on this machine: see docs/figures.md."""
+FAST_LINKERS = ("mold", "ld.lld")
+"""Linkers tried in order (Debian's ``mold``, ``lld``); the system linker when none is there."""
+
+
+def fast_linker_flags() -> str:
+    """``-C link-arg=-fuse-ld=...`` for the first fast linker on PATH, empty when none is."""
+    for name in FAST_LINKERS:
+        if shutil.which(name):
+            return f"-C link-arg=-fuse-ld={name.removeprefix('ld.')}"
+    return ""
+
+
+def rustfs_build_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment ``cargo install`` runs in: the profile, and a fast linker when present."""
+    env = {**base, **RUSTFS_PROFILE, "CARGO_TERM_COLOR": "never"}
+    flags = fast_linker_flags()
+    if flags:
+        env["RUSTFLAGS"] = f"{base.get('RUSTFLAGS', '')} {flags}".strip()
+    return env
+
+
 RUSTFS_MIN_TOOLCHAIN = (1, 97)
 """The oldest rustc that compiles RustFS 1.0.1 here (its manifest says 1.98.1; measured: the
 2026-05-19 nightly, 1.97, compiles every crate without a language error)."""
@@ -347,7 +374,7 @@ def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:
         progress(f"rustfs: cached in {root}")
         return 0.0
     toolchain = _toolchain()
-    env = {**os.environ, **RUSTFS_PROFILE, "CARGO_TERM_COLOR": "never"}
+    env = rustfs_build_env(dict(os.environ))
     argv = [
         cargo,
         *([f"+{toolchain}"] if toolchain else []),
@@ -366,7 +393,10 @@ def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:
         str(os.cpu_count() or 2),
     ]
     started = time.monotonic()
-    progress(f"rustfs: cargo install rustfs {RUSTFS_VERSION} ({toolchain or 'stable'}) ...")
+    linker = env.get("RUSTFLAGS", "").rpartition("-fuse-ld=")[2] or "system linker"
+    progress(
+        f"rustfs: cargo install rustfs {RUSTFS_VERSION} ({toolchain or 'stable'}, {linker}) ..."
+    )
     log_path = target / "build-rustfs.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
