@@ -4,23 +4,17 @@ import logging
 import math
 import random
 import time
-from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
+from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from actions.cluster import (
-    API_TIMEOUT,
-    SafetyRefusal,
-    check_namespace_allowed,
-    core_api,
-    require_lease,
-    wait_pods_gone,
-)
-
-Result = Dict[str, Any]  # noqa: UP006
+from flywheel_chaos.kube.client import API_TIMEOUT, core_api
+from flywheel_chaos.kube.pods import Overlap, VolumeOverlap, wait_pods_gone
+from flywheel_chaos.kube.safety import SafetyRefusal, check_namespace_allowed, require_lease
+from flywheel_chaos.results import Result
 
 __all__ = ["delete_state_authority_pods"]
 
@@ -84,7 +78,15 @@ def delete_state_authority_pods(
     if dry_run:
         return {"namespace": namespace, "deleted": deleted, "volume_overlap": [], "dry_run": True}
     require_lease(configuration)
-    for pod in chosen:
+    _delete(core, namespace, chosen, grace_period_s)
+    found: list[Overlap] = []
+    if wait_gone_s > 0:
+        found = _wait_gone(core, namespace, label_selector, chosen, deleted, wait_gone_s)
+    return {"namespace": namespace, "deleted": deleted, "volume_overlap": found, "dry_run": False}
+
+
+def _delete(core: client.CoreV1Api, namespace: str, pods: list[Any], grace_period_s: int) -> None:
+    for pod in pods:
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
         if grace_period_s >= 0:
             options.grace_period_seconds = grace_period_s
@@ -98,100 +100,42 @@ def delete_state_authority_pods(
                     f"deleting {namespace}/{pod.metadata.name} failed: {exc.status} {exc.reason}"
                 ) from exc
         logger.info("deleted pod %s/%s on %s", namespace, pod.metadata.name, pod.spec.node_name)
-    found: list[Dict[str, Any]] = []  # noqa: UP006
-    if wait_gone_s > 0:
-        started = time.time()
-        overlap = _VolumeOverlap(core, namespace, chosen)
-        gone = wait_pods_gone(
-            core,
-            [d["uid"] for d in deleted],
-            time.monotonic() + wait_gone_s,
-            namespace=namespace,
-            label_selector=label_selector,
-            observe=overlap.observe,
-        )
-        for entry in deleted:
-            if entry["uid"] in gone:
-                entry["gone_s"] = round(gone[entry["uid"]] - started, 3)
-        left = [d["name"] for d in deleted if d["uid"] not in gone]
-        if left:
-            raise ActivityFailed(
-                f"deleted pod(s) {', '.join(left)} still present after {wait_gone_s:g}s (hint: is the node agent/kubelet alive?)"
-            )
-        found = overlap.overlaps(gone)  # every deleted pod is gone by now
-        for finding in found:
-            logger.warning(
-                "replacement %s ran on claim %s for %.1f s while the deleted pod %s still held it",
-                finding["replacement_pod"],
-                finding["claim"],
-                finding["overlap_s"],
-                finding["deleted_pod"],
-            )
-    return {"namespace": namespace, "deleted": deleted, "volume_overlap": found, "dry_run": False}
 
 
-_SINGLE_WRITER_MODES = {"ReadWriteOnce", "ReadWriteOncePod"}
-
-
-def _claims(pod: Any) -> set[str]:
-    return {
-        v.persistent_volume_claim.claim_name
-        for v in (pod.spec.volumes or [])
-        if v.persistent_volume_claim is not None
-    }
-
-
-def _running(pod: Any) -> bool:
-    return any(
-        status.state is not None and status.state.running is not None
-        for status in (pod.status.container_statuses or [])
+def _wait_gone(
+    core: client.CoreV1Api,
+    namespace: str,
+    label_selector: str,
+    chosen: list[Any],
+    deleted: list[dict[str, Any]],
+    wait_gone_s: float,
+) -> list[Overlap]:
+    """Wait until the deleted pods are gone; the single-writer overlaps seen meanwhile."""
+    started = time.time()
+    overlap = VolumeOverlap(core, namespace, chosen)
+    gone = wait_pods_gone(
+        core,
+        [d["uid"] for d in deleted],
+        time.monotonic() + wait_gone_s,
+        namespace=namespace,
+        label_selector=label_selector,
+        observe=overlap.observe,
     )
-
-
-class _VolumeOverlap:
-    """Replacement pods seen running on a single-writer claim that a deleted pod still held."""
-
-    def __init__(self, core: client.CoreV1Api, namespace: str, deleted: list[Any]) -> None:
-        self._deleted = {p.metadata.uid: (p.metadata.name, _claims(p)) for p in deleted}
-        held = set().union(*(claims for _, claims in self._deleted.values()))
-        self._single_writer = {c for c in held if _single_writer(core, namespace, c)}
-        self._first_running: dict[str, tuple[str, set[str], float]] = {}
-
-    def observe(self, pod: Any) -> None:
-        uid = pod.metadata.uid
-        if uid in self._deleted or uid in self._first_running or not _running(pod):
-            return
-        shared = _claims(pod) & self._single_writer
-        if shared:
-            self._first_running[uid] = (pod.metadata.name, shared, time.time())
-
-    def overlaps(self, gone: Dict[str, float]) -> list[Dict[str, Any]]:  # noqa: UP006
-        """Each (deleted pod, replacement, shared claim) where the replacement ran first."""
-        return [
-            {
-                "claim": claim,
-                "deleted_pod": name,
-                "replacement_pod": replacement,
-                "overlap_s": round(gone[uid] - since, 3),
-            }
-            for uid, (name, claims) in self._deleted.items()
-            for replacement, shared, since in self._first_running.values()
-            if since < gone[uid]
-            for claim in sorted(claims & shared)
-        ]
-
-
-def _single_writer(core: client.CoreV1Api, namespace: str, claim: str) -> bool:
-    try:
-        pvc = core.read_namespaced_persistent_volume_claim(
-            claim, namespace, _request_timeout=API_TIMEOUT
+    for entry in deleted:
+        if entry["uid"] in gone:
+            entry["gone_s"] = round(gone[entry["uid"]] - started, 3)
+    left = [d["name"] for d in deleted if d["uid"] not in gone]
+    if left:
+        raise ActivityFailed(
+            f"deleted pod(s) {', '.join(left)} still present after {wait_gone_s:g}s (hint: is the node agent/kubelet alive?)"
         )
-    except ApiException as exc:
-        logger.info(
-            "cannot read claim %s/%s (%s): not checked for overlap", namespace, claim, exc.status
+    found = overlap.overlaps(gone)  # every deleted pod is gone by now
+    for finding in found:
+        logger.warning(
+            "replacement %s ran on claim %s for %.1f s while the deleted pod %s still held it",
+            finding["replacement_pod"],
+            finding["claim"],
+            finding["overlap_s"],
+            finding["deleted_pod"],
         )
-        return False
-    modes = set(pvc.spec.access_modes or []) | set(
-        (pvc.status.access_modes or []) if pvc.status else []
-    )
-    return bool(modes) and modes <= _SINGLE_WRITER_MODES
+    return found

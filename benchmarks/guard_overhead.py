@@ -31,9 +31,9 @@ from pathlib import Path
 import boto3
 import botocore.config
 
+from flywheel_chaos.s3.authority import load_authority
 from harness.lab.seaweed import SeaweedS3
 from probes import state_authority as sa
-from probes.s3client import load_authority
 
 KEY = "env/bench/terraform.tfstate"
 

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import botocore.exceptions
 
+from flywheel_chaos.s3.authority import load_authority
+from flywheel_chaos.s3.client import new_s3_client
+from flywheel_chaos.s3.errors import classify
 from harness.controls.prober import Prober, Sample, outage_windows
 from harness.lab.cluster import scratch_lab
-from probes.failures import classify
-from probes.s3client import load_authority, new_s3_client
 from probes.state_authority import state_authority_serving_within
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from flywheel_chaos.s3.authority import load_authority
 from harness.lab.cluster import scratch_lab
 from harness.record.rca import collect
-from probes.s3client import load_authority
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,26 +1,35 @@
 """Errors the command line turns into one line, a hint and an exit code.
 
-Exit codes (DESIGN.md): 0 ok / gate green, 1 a check failed / gate red,
-2 usage, configuration or environment error.
+Exit codes (:mod:`flywheel_chaos.errors`, as DESIGN.md has them): 0 ok / gate green, 1 a
+check failed / gate red, 2 usage, configuration or environment error, 3 unexpected error
+(a bug; the traceback is in a file), 130 interrupted.
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from flywheel_chaos.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    EXIT_USAGE,
+    FlywheelError,
+)
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNEXPECTED",
+    "EXIT_USAGE",
+    "CheckFailed",
+    "ConfigError",
+    "HarnessError",
+]
 
 
-class HarnessError(Exception):
-    """An error with a one-line cause, a hint and an exit code."""
-
-    exit_code = EXIT_USAGE
-
-    def __init__(self, cause: str, hint: str = "", details: str = "") -> None:
-        super().__init__(cause)
-        self.cause = cause
-        self.hint = hint
-        self.details = details
+class HarnessError(FlywheelError):
+    """An error with a one-line cause, a hint and an exit code (2 unless a subclass says)."""
 
 
 class ConfigError(HarnessError):

@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from actions.cluster import api_client, read_intents
+from flywheel_chaos.kube.client import api_client
+from flywheel_chaos.kube.intents import read_intents
 from harness.controls.lease import LeaseKeeper, LeaseRefused, holder_identity
 from harness.controls.safety import GAMEDAY_ENV
 from harness.errors import ConfigError

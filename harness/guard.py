@@ -13,10 +13,10 @@ from typing import Any
 
 import boto3
 
+from flywheel_chaos.s3.authority import ConfigurationError, StateAuthority, load_authority
+from flywheel_chaos.s3.checks import CheckResult, run_checks
 from harness.backend_config import read_backend_config
 from harness.errors import ConfigError
-from probes.s3client import ConfigurationError, StateAuthority, load_authority
-from probes.state_authority import run_checks
 
 
 @dataclass
@@ -24,7 +24,7 @@ class GuardReport:
     """What the guard found: per-check results and the overall verdict."""
 
     authority: StateAuthority
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
     duration_ms: float = 0.0
 
     @property

@@ -3,7 +3,7 @@
 Sources: the intent files in ``FLYWHEEL_STATE_DIR/intents`` and the
 ``flywheel-chaos.io/rollback-intent`` annotations on nodes (written before
 each mutation, naming the run they belong to, removed when it is undone).
-It also deletes RCA debug pods (:mod:`probes.diskview`) that outlived their
+It also deletes RCA debug pods (:mod:`flywheel_chaos.diskview`) that outlived their
 deadline: an RCA that was killed before its ``finally`` could delete them.
 
 While a live run holds the cluster lease its intents are its own business:
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -25,20 +26,21 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from actions.cluster import (
-    API_TIMEOUT,
-    INTENT_ANNOTATION,
-    LEASE_NAME,
-    api_client,
+from flywheel_chaos import diskview
+from flywheel_chaos.kube.client import API_TIMEOUT, api_client
+from flywheel_chaos.kube.intents import (
+    Intent,
+    annotation_intents,
     clear_intents,
     forget_intent_files,
-    lease_expired,
     read_intents,
 )
-from actions.nodes import undo_intent
+from flywheel_chaos.kube.safety import LEASE_NAME, SafetyRefusal, lease_expired
+from flywheel_chaos.undo import undo_intent
 from harness.errors import CheckFailed
 from harness.processes import pid_alive
-from probes import diskview
+
+logger = logging.getLogger("flywheel_chaos.recover")
 
 DEBUG_POD_STALE_S = 120.0
 """An RCA debug pod older than this is left over (its RCA gives it at most 60 s)."""
@@ -96,13 +98,14 @@ def _holder(lease: Any) -> tuple[str, bool]:
 
 def pending(core: client.CoreV1Api) -> list[Pending]:
     """Every change left undone, one per node and kind (files and annotations merged)."""
-    intents = {i["id"]: i for i in read_intents() if "id" in i}
+    intents: dict[str, Intent] = {i["id"]: i for i in read_intents() if "id" in i}
     for node in core.list_node(_request_timeout=API_TIMEOUT).items:
-        raw = (node.metadata.annotations or {}).get(INTENT_ANNOTATION)
-        with contextlib.suppress(ValueError, TypeError):
-            for intent in json.loads(raw) if raw else []:
+        try:
+            for intent in annotation_intents(node):
                 intents.setdefault(intent["id"], intent)
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        except SafetyRefusal as exc:  # named, never taken for "nothing to undo"
+            logger.warning("%s", exc)
+    grouped: dict[tuple[str, str], list[Intent]] = {}
     for intent in sorted(intents.values(), key=lambda i: str(i.get("created", ""))):
         grouped.setdefault((intent["node"], intent["kind"]), []).append(intent)
     found = []

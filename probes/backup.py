@@ -8,19 +8,29 @@ versions included, are removed afterwards, also when a check fails.
 """
 
 import contextlib
-import hashlib
-import json
-import os
 import time
-import uuid
-from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
 
 from chaoslib.types import Configuration, Secrets
 
-from probes.failures import StateAuthorityError
-from probes.s3client import CANARY_PREFIX, StateAuthority, activity_authority, call_with_retries
-
-Result = Dict[str, Any]  # noqa: UP006
+from flywheel_chaos import settings
+from flywheel_chaos.results import Result
+from flywheel_chaos.s3.authority import CANARY_PREFIX
+from flywheel_chaos.s3.backup import backup_bucket as backup_bucket_of
+from flywheel_chaos.s3.backup import (
+    backup_head,
+    get_bytes,
+    matching_version,
+    noncurrent_days,
+    noncurrent_rules,
+    purge,
+    restore_into_scratch,
+    scratch_key,
+    scratch_state,
+    sha256,
+    state_key_versions,
+)
+from flywheel_chaos.s3.client import activity_authority, call_with_retries
+from flywheel_chaos.s3.errors import StateAuthorityError
 
 __all__ = [
     "backup_copy_restore_ok",
@@ -28,58 +38,6 @@ __all__ = [
     "state_key_backup_ok",
     "versioned_restore_ok",
 ]
-
-
-def _scratch_state(serial: int) -> bytes:
-    return (
-        json.dumps(
-            {
-                "version": 4,
-                "terraform_version": "1.12.2",
-                "serial": serial,
-                "lineage": "flywheel-chaos-scratch",
-                "outputs": {"nonce": {"value": uuid.uuid4().hex, "type": "string"}},
-                "resources": [],
-            },
-            indent=2,
-        ).encode()
-        + b"\n"
-    )
-
-
-def _purge(authority: StateAuthority, bucket: str, key: str) -> None:
-    """Remove every version and delete marker of a scratch key."""
-    if not key.startswith(CANARY_PREFIX):
-        raise StateAuthorityError(
-            "other", "guard", f"refusing to purge {key!r} outside {CANARY_PREFIX}"
-        )
-    deadline = time.monotonic() + 5
-    listing = call_with_retries(
-        authority,
-        "list-versions",
-        lambda c: c.list_object_versions(Bucket=bucket, Prefix=key),
-        deadline=deadline,
-    )
-    for item in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
-        if item["Key"] == key:
-            version: str = item["VersionId"]
-
-            def delete(c: Any, version: str = version) -> Any:
-                return c.delete_object(Bucket=bucket, Key=key, VersionId=version)
-
-            call_with_retries(authority, "purge", delete, deadline=deadline)
-
-
-def _get(
-    authority: StateAuthority, bucket: str, key: str, deadline: float, version: str | None = None
-) -> bytes:
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if version:
-        kwargs["VersionId"] = version
-    response = call_with_retries(
-        authority, "get", lambda c: c.get_object(**kwargs), deadline=deadline, subject=key
-    )
-    return bytes(response["Body"].read())
 
 
 def versioned_restore_ok(
@@ -100,8 +58,8 @@ def versioned_restore_ok(
     """
     authority = activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
     deadline = time.monotonic() + authority.timeout_s
-    key = f"{CANARY_PREFIX}backup/{uuid.uuid4().hex}/terraform.tfstate"
-    first, second = _scratch_state(1), _scratch_state(2)
+    key = scratch_key("backup")
+    first, second = scratch_state(1), scratch_state(2)
     try:
         v1 = call_with_retries(
             authority,
@@ -122,7 +80,7 @@ def versioned_restore_ok(
                 "NoVersionId",
                 f"writes to {authority.bucket!r} get no distinct version ids",
             )
-        if _get(authority, authority.bucket, key, deadline, old) != first:
+        if get_bytes(authority, authority.bucket, key, deadline, old) != first:
             raise StateAuthorityError(
                 "integrity-mismatch", "SHA256", "the older version reads back different bytes"
             )
@@ -136,8 +94,8 @@ def versioned_restore_ok(
             ),
             deadline=deadline,
         )
-        restored = _get(authority, authority.bucket, key, deadline)
-        if hashlib.sha256(restored).digest() != hashlib.sha256(first).digest():
+        restored = get_bytes(authority, authority.bucket, key, deadline)
+        if sha256(restored) != sha256(first):
             raise StateAuthorityError(
                 "integrity-mismatch",
                 "SHA256",
@@ -147,10 +105,10 @@ def versioned_restore_ok(
             "key": key,
             "restored_version": old,
             "replaced_version": new,
-            "sha256": hashlib.sha256(first).hexdigest(),
+            "sha256": sha256(first),
         }
     finally:
-        _purge(authority, authority.bucket, key)
+        purge(authority, authority.bucket, key)
 
 
 def backup_copy_restore_ok(
@@ -171,16 +129,11 @@ def backup_copy_restore_ok(
     or the failing call's class).
     """
     authority = activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
-    target = (
-        backup_bucket
-        or (configuration or {}).get("tofu_state_backup_bucket")
-        or os.environ.get("TOFU_STATE_BACKUP_BUCKET")
-        or f"{authority.bucket}-backup"
-    )
+    target = backup_bucket_of(authority, backup_bucket, configuration)
     deadline = time.monotonic() + authority.timeout_s
-    key = f"{CANARY_PREFIX}backup/{uuid.uuid4().hex}/terraform.tfstate"
-    body = _scratch_state(7)
-    digest = hashlib.sha256(body).hexdigest()
+    key = scratch_key("backup")
+    body = scratch_state(7)
+    digest = sha256(body)
     try:
         call_with_retries(
             authority,
@@ -203,11 +156,11 @@ def backup_copy_restore_ok(
             ),
             deadline=deadline,
         )
-        if hashlib.sha256(_get(authority, target, key, deadline)).hexdigest() != digest:
+        if sha256(get_bytes(authority, target, key, deadline)) != digest:
             raise StateAuthorityError(
                 "integrity-mismatch", "SHA256", f"the backup copy in {target!r} differs"
             )
-        _purge(authority, authority.bucket, key)  # the loss the backup is for
+        purge(authority, authority.bucket, key)  # the loss the backup is for
         call_with_retries(
             authority,
             "restore",
@@ -216,15 +169,15 @@ def backup_copy_restore_ok(
             ),
             deadline=deadline,
         )
-        if hashlib.sha256(_get(authority, authority.bucket, key, deadline)).hexdigest() != digest:
+        if sha256(get_bytes(authority, authority.bucket, key, deadline)) != digest:
             raise StateAuthorityError(
                 "integrity-mismatch", "SHA256", "the state restored from backup differs"
             )
         return {"key": key, "backup_bucket": target, "sha256": digest}
     finally:
-        _purge(authority, authority.bucket, key)
+        purge(authority, authority.bucket, key)
         with contextlib.suppress(StateAuthorityError):
-            _purge(authority, target, key)
+            purge(authority, target, key)
 
 
 def retention_rules_reported(
@@ -241,23 +194,8 @@ def retention_rules_reported(
     cannot be asked (unreachable, access denied, missing bucket).
     """
     authority = activity_authority(endpoint, bucket, "", timeout_s, configuration, secrets)
-    try:
-        response = call_with_retries(
-            authority,
-            "get-lifecycle",
-            lambda c: c.get_bucket_lifecycle_configuration(Bucket=authority.bucket),
-        )
-        rules = response.get("Rules", [])
-    except StateAuthorityError as exc:
-        if exc.code not in ("NoSuchLifecycleConfiguration", "404", "NotImplemented"):
-            raise
-        rules = []
+    rules, noncurrent = noncurrent_rules(authority)
     findings = []
-    noncurrent = [
-        r
-        for r in rules
-        if "NoncurrentVersionExpiration" in r or "NoncurrentVersionTransitions" in r
-    ]
     if not rules:
         findings.append("no lifecycle rules: every noncurrent state version is kept forever")
     elif not noncurrent:
@@ -265,36 +203,9 @@ def retention_rules_reported(
     return {
         "bucket": authority.bucket,
         "rules": rules,
-        "noncurrent_version_days": [
-            r["NoncurrentVersionExpiration"].get("NoncurrentDays")
-            for r in noncurrent
-            if "NoncurrentVersionExpiration" in r
-        ],
+        "noncurrent_version_days": noncurrent_days(noncurrent),
         "findings": findings,
     }
-
-
-MAX_VERSIONS_COMPARED = 20
-"""State-key versions whose bytes a backup copy is compared against (newest first)."""
-
-
-def _retention(authority: StateAuthority, deadline: float) -> list[Any]:
-    try:
-        response = call_with_retries(
-            authority,
-            "get-lifecycle",
-            lambda c: c.get_bucket_lifecycle_configuration(Bucket=authority.bucket),
-            deadline=deadline,
-        )
-    except StateAuthorityError as exc:
-        if exc.code not in ("NoSuchLifecycleConfiguration", "404", "NotImplemented"):
-            raise
-        return []
-    return [
-        r
-        for r in response.get("Rules", [])
-        if "NoncurrentVersionExpiration" in r or "NoncurrentVersionTransitions" in r
-    ]
 
 
 def state_key_backup_ok(
@@ -332,107 +243,23 @@ def state_key_backup_ok(
         )
     if authority.key.startswith(CANARY_PREFIX):
         raise StateAuthorityError("other", "guard", "the state key is under the canary prefix")
-    target = (
-        backup_bucket
-        or (configuration or {}).get("tofu_state_backup_bucket")
-        or os.environ.get("TOFU_STATE_BACKUP_BUCKET")
-        or f"{authority.bucket}-backup"
-    )
-    copy_key = backup_key or os.environ.get("TOFU_STATE_BACKUP_KEY") or authority.key
+    target = backup_bucket_of(authority, backup_bucket, configuration)
+    copy_key = backup_key or settings.TOFU_STATE_BACKUP_KEY.get() or authority.key
     deadline = time.monotonic() + authority.timeout_s
-    listing = call_with_retries(
-        authority,
-        "list-versions",
-        lambda c: c.list_object_versions(Bucket=authority.bucket, Prefix=authority.key),
-        deadline=deadline,
-    )
-    versions = sorted(
-        (v for v in listing.get("Versions", []) if v["Key"] == authority.key),
-        key=lambda v: (not v.get("IsLatest"), -v["LastModified"].timestamp()),
-    )
-    if not versions:
-        raise StateAuthorityError("no-such-key", "NoSuchKey", f"{authority.key} has no versions")
-    rules = _retention(authority, deadline)
-    try:
-        head = call_with_retries(
-            authority,
-            "head-backup",
-            lambda c: c.head_object(Bucket=target, Key=copy_key),
-            deadline=deadline,
-            subject=f"backup copy s3://{target}/{copy_key}",
-        )
-    except StateAuthorityError as exc:
-        if exc.error_class in ("no-such-key", "no-such-bucket"):
-            raise StateAuthorityError(
-                exc.error_class,
-                exc.code,
-                f"no backup copy of the state key at s3://{target}/{copy_key}",
-                "back the state key up (a copy in the backup bucket) before trusting restores",
-            ) from exc
-        raise
-    age_s = time.time() - head["LastModified"].timestamp()
-    if age_s > max_backup_age_s:
-        raise StateAuthorityError(
-            "other",
-            "BackupStale",
-            f"the backup copy s3://{target}/{copy_key} is {age_s:.0f} s old "
-            f"(more than max_backup_age_s {max_backup_age_s:g})",
-            "run the backup job; the newest state is not protected by a copy",
-        )
-    backup_digest = hashlib.sha256(_get(authority, target, copy_key, deadline)).hexdigest()
-    matched = None
-    digests: dict[str, str] = {}
-    for version in versions[:MAX_VERSIONS_COMPARED]:
-        data = _get(authority, authority.bucket, authority.key, deadline, version["VersionId"])
-        digests[version["VersionId"]] = hashlib.sha256(data).hexdigest()
-        if digests[version["VersionId"]] == backup_digest:
-            matched = version["VersionId"]
-            break
-    if matched is None:
-        raise StateAuthorityError(
-            "integrity-mismatch",
-            "SHA256",
-            f"the backup copy matches none of the newest {len(digests)} version(s) of the state key",
-        )
+    versions = state_key_versions(authority, deadline)
+    _, rules = noncurrent_rules(authority, deadline)
+    age_s = backup_head(authority, target, copy_key, deadline, max_backup_age_s)
+    backup_digest = sha256(get_bytes(authority, target, copy_key, deadline))
+    matched, digests = matching_version(authority, versions, backup_digest, deadline)
     previous = next((v for v in versions if not v.get("IsLatest")), versions[0])
-    scratch = f"{CANARY_PREFIX}restore/{uuid.uuid4().hex}/terraform.tfstate"
-    try:
-        call_with_retries(
-            authority,
-            "restore-version",
-            lambda c: c.copy_object(
-                Bucket=authority.bucket,
-                Key=scratch,
-                CopySource={
-                    "Bucket": authority.bucket,
-                    "Key": authority.key,
-                    "VersionId": previous["VersionId"],
-                },
-            ),
-            deadline=deadline,
-        )
-        restored = hashlib.sha256(_get(authority, authority.bucket, scratch, deadline)).hexdigest()
-        original = (
-            digests.get(previous["VersionId"])
-            or hashlib.sha256(
-                _get(authority, authority.bucket, authority.key, deadline, previous["VersionId"])
-            ).hexdigest()
-        )
-        if restored != original:
-            raise StateAuthorityError(
-                "integrity-mismatch", "SHA256", "the restored version differs from the original"
-            )
-    finally:
-        _purge(authority, authority.bucket, scratch)
+    restored = restore_into_scratch(
+        authority, previous["VersionId"], digests.get(previous["VersionId"]), deadline
+    )
     return {
         "key": authority.key,
         "versions": len(versions),
         "noncurrent_versions": sum(1 for v in versions if not v.get("IsLatest")),
-        "retention_noncurrent_days": [
-            r["NoncurrentVersionExpiration"].get("NoncurrentDays")
-            for r in rules
-            if "NoncurrentVersionExpiration" in r
-        ],
+        "retention_noncurrent_days": noncurrent_days(rules),
         "backup": f"s3://{target}/{copy_key}",
         "backup_age_s": round(age_s, 1),
         "backup_matches_version": matched,

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from labkit import chaos_run, cli, fresh_run_env, running_lab, s3_client
 
-from actions.buckets import _conf, _server, lose_bucket_index, remove_scratch_bucket
-from actions.cluster import SafetyRefusal
+from flywheel_chaos.kube.safety import SafetyRefusal
+from flywheel_chaos.s3.authority import load_authority
 from harness.controls.lease import holding_lease
 from harness.lab.cluster import Lab
+from harness.lab.faults.bucket_index_loss import _server, lose_bucket_index, remove_scratch_bucket
+from harness.lab.faults.index_internals import filer_conf
 from harness.record.rca import collect
-from probes.s3client import load_authority
 
 pytestmark = pytest.mark.lab
 
@@ -50,7 +51,7 @@ def _scratch_rules() -> list[dict[str, Any]]:
     _kind, filer = _server(None)
     return [
         rule
-        for rule in _conf(filer)["locations"]
+        for rule in filer_conf(filer)["locations"]
         if "flywheel-chaos-index-" in str(rule.get("locationPrefix"))
     ]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from probes.diskview import (
+from flywheel_chaos.diskview import (
     LABEL,
     MOUNT_ROOT,
     SCRIPT,

@@ -20,15 +20,16 @@ from chaoslib.exceptions import ActivityFailed
 from kubernetes import client, config
 from labkit import BIN, REPO, cli, disruption_budget, fresh_run_env, running_lab
 
-from actions.cluster import INTENT_ANNOTATION, LEASE_NAME
 from actions.nodes import cordon_node, drain_node, uncordon_node
+from flywheel_chaos.kube.intents import INTENT_ANNOTATION
+from flywheel_chaos.kube.safety import LEASE_NAME
+from flywheel_chaos.s3.authority import load_authority
 from harness.controls.lease import LeaseKeeper, holding_lease
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
 from harness.record.evidence import new_record, record_files, write_record
 from harness.record.recorder import target_fingerprint
 from harness.recover import recover
-from probes.s3client import load_authority
 from probes.state_authority import state_authority_serving_within
 
 pytestmark = pytest.mark.lab
@@ -850,8 +851,8 @@ def test_recover_deletes_an_rca_debug_pod_left_over_past_its_deadline_and_no_new
     run_env: dict[str, str], core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import harness.recover
+    from flywheel_chaos.diskview import DebugPod, Mount, manifest
     from harness.recover import recover
-    from probes.diskview import DebugPod, Mount, manifest
 
     # what an RCA killed before its finally leaves: a debug pod that can never start
     never = Mount("pvc-gone", "gone", host_path="/var/lib/kubelet/pods/0000/volumes/x/pvc/mount")

@@ -13,9 +13,9 @@ import pytest
 from conftest import REPO, STATE_KEY, subprocess_env
 from netfaults import closed_port_endpoint
 
+from flywheel_chaos.s3.authority import CANARY_PREFIX
 from harness.cli import main
 from harness.lab.seaweed import SeaweedS3
-from probes.s3client import CANARY_PREFIX
 
 pytestmark = pytest.mark.s3
 

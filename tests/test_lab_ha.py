@@ -22,6 +22,7 @@ from kubernetes import client, config
 from labkit import cli, fresh_run_env, running_lab
 
 from actions.pods import delete_state_authority_pods
+from flywheel_chaos.s3.authority import load_authority
 from harness.controls.lease import holding_lease
 from harness.errors import ConfigError
 from harness.lab.cluster import STATE_NAMESPACE, Lab
@@ -30,7 +31,6 @@ from harness.processes import wait_until
 from harness.record.evidence import new_record, write_record
 from harness.record.rca import collect
 from harness.record.recorder import target_fingerprint
-from probes.s3client import load_authority
 from probes.state_authority import state_authority_serving_within
 
 pytestmark = pytest.mark.lab

@@ -17,12 +17,12 @@ from kubernetes import client, config
 from labkit import chaos_run, cli, fresh_run_env, running_lab
 
 from actions.pods import delete_state_authority_pods
+from flywheel_chaos.s3.authority import load_authority
 from harness.controls.lease import holding_lease
 from harness.controls.prober import Prober, outage_windows, summarize
 from harness.lab.build import rustfs_built
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
-from probes.s3client import load_authority
 from probes.state_authority import state_authority_serving_within
 
 pytestmark = [

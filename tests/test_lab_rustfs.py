@@ -17,10 +17,14 @@ from botocore.exceptions import ClientError
 from kubernetes import client, config
 from labkit import chaos_run, fresh_run_env, running_lab, s3_client
 
-from actions.buckets import lose_bucket_index, remove_scratch_bucket, restore_bucket_from_backup
 from harness.controls.lease import holding_lease
 from harness.lab.build import rustfs_built
 from harness.lab.cluster import STATE_NAMESPACE, Lab
+from harness.lab.faults.bucket_index_loss import (
+    lose_bucket_index,
+    remove_scratch_bucket,
+    restore_bucket_from_backup,
+)
 from harness.processes import wait_until
 from probes.state_authority import state_authority_serving_within
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from kubernetes.client import V1LeaseSpec
 
-from actions.cluster import lease_expired
+from flywheel_chaos.kube.safety import lease_expired
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
-from actions.nodeloss import helper_pod, kubelet_stop_script
 from actions.nodes import make_node_unavailable
+from flywheel_chaos.nodefault import helper_pod, kubelet_stop_script
 
 
 @pytest.fixture(autouse=True)
@@ -22,11 +22,11 @@ def test_outside_a_lab_the_lab_methods_refuse_before_anything(method: str) -> No
         make_node_unavailable("bumble", method=method)
 
 
-def test_the_old_lab_flag_outside_a_lab_does_not_choose_a_lab_method() -> None:
-    # silence_lab_agent=True without a lab falls back to the real-cluster default, which then
-    # needs the cluster (here: none), never a freeze or a kill
-    with pytest.raises(ActivityFailed, match=r"node allowlist|kubeconfig"):
-        make_node_unavailable("bumble", silence_lab_agent=True)
+def test_the_production_signature_has_no_lab_parameters() -> None:
+    import inspect
+
+    params = set(inspect.signature(make_node_unavailable).parameters)
+    assert not {p for p in params if "lab" in p}, params
 
 
 def test_a_taint_alone_is_refused_with_the_reason() -> None:

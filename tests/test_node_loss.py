@@ -15,8 +15,8 @@ import yaml
 from kubernetes import client, config
 from labkit import BIN, REPO, cli, fresh_run_env, running_lab, s3_client
 
-from actions.cluster import INTENT_ANNOTATION
 from actions.nodes import make_node_unavailable, restore_node
+from flywheel_chaos.kube.intents import INTENT_ANNOTATION
 from harness.controls.lease import holding_lease
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import pid_alive, wait_until

@@ -9,10 +9,10 @@ import time
 import pytest
 from netfaults import missing_key_server, round_robin_proxy
 
+from flywheel_chaos.s3.authority import load_authority
 from harness.controls.prober import Prober, Sample, summarize
 from harness.lab.seaweed import SeaweedS3
 from harness.record.verdict import decide, fault_effect
-from probes.s3client import load_authority
 
 
 def _sample_for(prober: Prober, seconds: float) -> dict[str, int]:

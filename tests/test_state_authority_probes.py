@@ -17,10 +17,10 @@ from chaoslib.exceptions import ActivityFailed
 from conftest import STATE_KEY, admin_client, empty_and_delete_bucket, make_bucket
 from netfaults import closed_port_endpoint, header_stripping_proxy, silent_listener
 
+from flywheel_chaos.s3.authority import CANARY_PREFIX
 from harness.lab.rustfs import RustFSServer
 from harness.lab.seaweed import SeaweedS3
 from probes import state_authority as sa
-from probes.s3client import CANARY_PREFIX
 
 pytestmark = pytest.mark.s3
 

@@ -163,7 +163,7 @@ def test_a_replacement_running_on_the_deleted_pods_volume_makes_the_run_not_surv
 def test_a_server_below_quorum_is_unavailable_not_a_missing_state_key() -> None:
     import botocore.exceptions
 
-    from probes.failures import classify
+    from flywheel_chaos.s3.errors import classify
 
     below_quorum = botocore.exceptions.ClientError(
         {

@@ -1,25 +1,35 @@
 """``flywheel-chaos``: the operator's command line.
 
 Exit 0 = ok / gate green, 1 = a check failed / gate red, 2 = usage,
-configuration or environment error (one line naming the cause, then a hint).
-``--json`` prints machine-readable results on stdout; tracebacks only with
-``--debug``.
+configuration or environment error (one line naming the cause, then a hint),
+3 = an unexpected error (a bug: one line naming the file its traceback is in),
+130 = interrupted. ``--json`` prints machine-readable results on stdout;
+tracebacks on the terminal only with ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.table import Table
 
+from flywheel_chaos.errors import exit_code_of
+from flywheel_chaos.s3.checks import error_of
 from harness.cli import evidence as evidence_commands
 from harness.cli import lab as lab_commands
+from harness.cli.crash import write_traceback
 from harness.cli.output import Parser, err, out, print_json
-from harness.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, HarnessError
+from harness.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    EXIT_USAGE,
+    HarnessError,
+)
 
 # ------------------------------------------------------------------ guard ---
 
@@ -45,7 +55,7 @@ def _cmd_guard(args: argparse.Namespace) -> int:
                 kind="guard",
                 fault="guard",
                 verdict="passed" if report.ok else "failed",
-                reasons=[c["error"]["message"] for c in report.checks if not c["ok"]],
+                reasons=[error_of(c)["message"] for c in report.checks if not c["ok"]],
                 target={
                     "endpoint": authority.endpoint,
                     "bucket": authority.bucket,
@@ -77,7 +87,7 @@ def _cmd_guard(args: argparse.Namespace) -> int:
                 )
                 table.add_row(check["name"], "[green]ok[/]", f"{check['duration_ms']:.0f}", detail)
             else:
-                error = check["error"]
+                error = error_of(check)
                 table.add_row(
                     check["name"],
                     f"[red]{error['class']}[/]",
@@ -400,16 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        try:
-            return handler(args)
-        except Exception as exc:
-            # imported lazily by the commands that talk to a cluster: guard starts without it
-            kube = sys.modules.get("actions.cluster")
-            if kube is not None and isinstance(exc, kube.KubeconfigError):
-                raise ConfigError(
-                    "cannot load a kubeconfig", "set KUBECONFIG (for the lab: source .lab/env)"
-                ) from exc
-            raise
+        return handler(args)
     except HarnessError as exc:
         if args.debug:
             err.print_exception()
@@ -421,14 +422,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("[bold red]error:[/] interrupted")
-        return 130
-    except Exception as exc:  # an unexpected failure: one line, traceback with --debug
+        return EXIT_INTERRUPTED
+    except Exception as exc:
         if args.debug:
             err.print_exception()
+        code = exit_code_of(exc)
+        if code is not None:  # a library error that carries its own exit code
+            err.print("[bold red]error:[/]", end=" ")
+            err.print(str(exc), markup=False)
+            hint = getattr(exc, "hint", "")
+            if hint and f"hint: {hint}" not in str(exc):
+                err.print(f"[dim]hint:[/] {hint}")
+            return code
+        where = write_traceback(exc)  # unexpected: a bug, not a verdict
         err.print("[bold red]error:[/]", end=" ")
-        err.print(f"{type(exc).__name__}: {exc}", markup=False)
-        err.print("[dim]hint:[/] run again with --debug for the traceback")
-        return EXIT_FAILED
+        err.print(f"unexpected {type(exc).__name__}: {exc} (traceback: {where})", markup=False)
+        err.print("[dim]hint:[/] this is a bug in flywheel-chaos; the file above says where")
+        return EXIT_UNEXPECTED
 
 
 def entry() -> None:

@@ -31,6 +31,10 @@ import logging
 import os
 from typing import Any
 
+from flywheel_chaos.s3.authority import ConfigurationError, load_authority
+from flywheel_chaos.s3.checks import check_state_key
+from flywheel_chaos.s3.client import activity_authority
+from flywheel_chaos.s3.errors import StateAuthorityError
 from harness.controls import current_run
 from harness.record.evidence import (
     PASSING,
@@ -44,9 +48,6 @@ from harness.record.rca import collect
 from harness.record.recorder import record
 from harness.record.redact import RedactingFilter, Redactor
 from harness.record.verdict import decide, fault_effect
-from probes.failures import StateAuthorityError
-from probes.s3client import ConfigurationError, load_authority
-from probes.state_authority import state_key_readable
 
 logger = logging.getLogger("flywheel_chaos.controls.evidence")
 chaos_logger = logging.getLogger("chaostoolkit")
@@ -104,7 +105,7 @@ def _state_key(
     configuration: dict[str, Any] | None, secrets: dict[str, Any] | None
 ) -> dict[str, Any]:
     try:
-        head = state_key_readable(configuration=configuration, secrets=secrets)
+        head = check_state_key(activity_authority(configuration=configuration, secrets=secrets))
     except StateAuthorityError as exc:
         return {"ok": False, "error": str(exc)}
     return {

@@ -30,15 +30,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from actions.cluster import (
-    API_TIMEOUT,
-    LEASE_HOLDER_ENV,
-    LEASE_NAME,
-    LEASE_NAMESPACE_ENV,
-    RUN_ENV,
-    api_client,
-    lease_expired,
-)
+from flywheel_chaos import settings
+from flywheel_chaos.kube.client import API_TIMEOUT, api_client
+from flywheel_chaos.kube.safety import LEASE_NAME, lease_expired
 
 logger = logging.getLogger("flywheel_chaos.controls.lease")
 
@@ -264,10 +258,19 @@ def holding_lease(
     keeper.acquire()
     keeper.start()
     saved = {
-        name: os.environ.get(name) for name in (RUN_ENV, LEASE_HOLDER_ENV, LEASE_NAMESPACE_ENV)
+        name: os.environ.get(name)
+        for name in (
+            settings.FLYWHEEL_RUN_ID.name,
+            settings.FLYWHEEL_LEASE_HOLDER.name,
+            settings.FLYWHEEL_LEASE_NAMESPACE.name,
+        )
     }
     os.environ.update(
-        {RUN_ENV: run_id, LEASE_HOLDER_ENV: keeper.identity, LEASE_NAMESPACE_ENV: namespace}
+        {
+            settings.FLYWHEEL_RUN_ID.name: run_id,
+            settings.FLYWHEEL_LEASE_HOLDER.name: keeper.identity,
+            settings.FLYWHEEL_LEASE_NAMESPACE.name: namespace,
+        }
     )
     try:
         yield keeper

@@ -28,8 +28,9 @@ from typing import Any
 import botocore.config
 import botocore.exceptions
 
-from probes.failures import classify
-from probes.s3client import CANARY_PREFIX, StateAuthority, new_s3_client, s3_client
+from flywheel_chaos.s3.authority import CANARY_PREFIX, StateAuthority
+from flywheel_chaos.s3.client import new_s3_client, s3_client
+from flywheel_chaos.s3.errors import classify
 
 logger = logging.getLogger("flywheel_chaos.prober")
 

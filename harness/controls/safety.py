@@ -35,25 +35,23 @@ from chaoslib.exceptions import InterruptExecution
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from actions.cluster import (
-    API_TIMEOUT,
-    LEASE_HOLDER_ENV,
-    LEASE_NAME,
-    LEASE_NAMESPACE_ENV,
-    REFUSED_ENV,
-    RUN_ENV,
-    api_client,
-    lease_expired,
-)
+from flywheel_chaos import settings
+from flywheel_chaos.kube.client import API_TIMEOUT, api_client
+from flywheel_chaos.kube.safety import LEASE_NAME, lease_expired
 from harness.controls import current_run
 from harness.controls.lease import LeaseKeeper, LeaseRefused, holder_identity
 
 logger = logging.getLogger("flywheel_chaos.controls.safety")
 
-GAMEDAY_ENV = "FLYWHEEL_LEASE_IDENTITY"
+GAMEDAY_ENV = settings.FLYWHEEL_LEASE_IDENTITY.name
 """Set by a game day: the identity of the lease it holds for all of its runs."""
 
-_ENV = (REFUSED_ENV, RUN_ENV, LEASE_HOLDER_ENV, LEASE_NAMESPACE_ENV)
+_ENV = (
+    settings.FLYWHEEL_RUN_REFUSED.name,
+    settings.FLYWHEEL_RUN_ID.name,
+    settings.FLYWHEEL_LEASE_HOLDER.name,
+    settings.FLYWHEEL_LEASE_NAMESPACE.name,
+)
 _keeper: dict[str, LeaseKeeper] = {}
 _phase: dict[str, str] = {}
 
@@ -62,14 +60,16 @@ def _refuse(why: str, hint: str) -> InterruptExecution:
     """Mark the run refused (actions stand down, the record says aborted) and stop it."""
     run = current_run()
     run.lease_refused = why
-    os.environ[REFUSED_ENV] = why
+    os.environ[settings.FLYWHEEL_RUN_REFUSED.name] = why
     return InterruptExecution(f"safety: refused: {why} (hint: {hint})")
 
 
 def _lost(why: str) -> None:
     run = current_run()
     run.lease_lost = why
-    os.environ[REFUSED_ENV] = why  # every mutating action refuses from now on
+    os.environ[settings.FLYWHEEL_RUN_REFUSED.name] = (
+        why  # every mutating action refuses from now on
+    )
 
 
 def _join_game_day(coordination: client.CoordinationV1Api, namespace: str, shared: str) -> None:
@@ -89,7 +89,7 @@ def _join_game_day(coordination: client.CoordinationV1Api, namespace: str, share
             f"(holder {holder or 'nobody'}, expected {shared})",
             "run the experiment from its game day, or without FLYWHEEL_LEASE_IDENTITY",
         )
-    os.environ[LEASE_HOLDER_ENV] = shared
+    os.environ[settings.FLYWHEEL_LEASE_HOLDER.name] = shared
     logger.info("running under the game day's lease %s", shared)
 
 
@@ -118,7 +118,7 @@ def before_experiment_control(
             "the experiment does not set runtime.rollbacks.strategy: always",
             "add it so rollbacks run on Ctrl-C",
         )
-    os.environ[LEASE_NAMESPACE_ENV] = namespace
+    os.environ[settings.FLYWHEEL_LEASE_NAMESPACE.name] = namespace
     try:
         coordination = client.CoordinationV1Api(api_client(configuration))
     except Exception as exc:
@@ -129,7 +129,7 @@ def before_experiment_control(
     shared = os.environ.get(GAMEDAY_ENV)
     if shared:
         _join_game_day(coordination, namespace, shared)
-        os.environ[RUN_ENV] = run.run_id
+        os.environ[settings.FLYWHEEL_RUN_ID.name] = run.run_id
         return
     keeper = LeaseKeeper(
         coordination, namespace, holder_identity(run.run_id), lease_duration_s, on_lost=_lost
@@ -146,8 +146,8 @@ def before_experiment_control(
             f"cannot take the cluster lease {namespace}/{LEASE_NAME}: {_why(exc)}",
             "the identity needs create/get/update on that Lease (deploy/rbac.yaml)",
         ) from exc
-    os.environ[RUN_ENV] = run.run_id
-    os.environ[LEASE_HOLDER_ENV] = keeper.identity
+    os.environ[settings.FLYWHEEL_RUN_ID.name] = run.run_id
+    os.environ[settings.FLYWHEEL_LEASE_HOLDER.name] = keeper.identity
     run.lease = {"namespace": namespace, "name": LEASE_NAME, "holder": keeper.identity}
     keeper.start()
     _keeper["run"] = keeper

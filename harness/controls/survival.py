@@ -17,9 +17,9 @@ import logging
 import time
 from typing import Any
 
+from flywheel_chaos.s3.authority import load_authority
 from harness.controls import current_run
 from harness.controls.prober import Prober, outage_windows, summarize
-from probes.s3client import load_authority
 
 logger = logging.getLogger("flywheel_chaos.controls.survival")
 

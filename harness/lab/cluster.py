@@ -34,7 +34,11 @@ from typing import Any
 
 import yaml
 
-from actions import nodeloss
+from flywheel_chaos import power
+from flywheel_chaos.s3.authority import load_authority
+from flywheel_chaos.s3.checks import CHECKS
+from flywheel_chaos.s3.client import s3_client
+from flywheel_chaos.s3.errors import StateAuthorityError
 from harness.errors import ConfigError, HarnessError
 from harness.lab.build import BINARIES, REPO, build, missing_binaries, rustfs_built
 from harness.lab.paths import (
@@ -63,9 +67,6 @@ from harness.processes import (
     wait_until,
     write_private,
 )
-from probes.failures import StateAuthorityError
-from probes.s3client import load_authority, s3_client
-from probes.state_authority import CHECKS
 
 TOPOLOGIES = REPO / "lab" / "topologies"
 TOPOLOGY_ALIASES = {"ha": "ha-seaweedfs"}
@@ -802,13 +803,13 @@ class Lab:
 
     # ----------------------------------------------------------- nodes ---
 
-    def _power(self, node: str, want: str) -> dict[str, Any]:
+    def _power(self, node: str, want: power.PowerWant) -> dict[str, Any]:
         if node not in NODES:
             raise ConfigError(f"no lab node named {node!r}", f"lab nodes are: {', '.join(NODES)}")
         if not self.is_up():
             raise ConfigError("the lab is not running", "run 'flywheel-chaos lab up' first")
         try:
-            return nodeloss.power(str(self.paths.root), node, want)
+            return dict(power.request(self.paths.root, node, want))
         except Exception as exc:  # ActivityFailed from the shared contract
             raise HarnessError(
                 f"lab node {node} did not {want}: {exc}", "see flywheel-chaos lab status"
@@ -818,7 +819,7 @@ class Lab:
         """What the node's power supervisor last said (``state``: running, frozen or off)."""
         try:
             loaded: dict[str, Any] = json.loads(
-                (self.paths.node_dir(node) / nodeloss.POWER_STATE).read_text()
+                (self.paths.node_dir(node) / power.POWER_STATE).read_text()
             )
             return loaded
         except (OSError, ValueError):

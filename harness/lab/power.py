@@ -3,7 +3,7 @@
 ``python -m harness.lab.power --node bumble --lab-dir .lab -- AGENT ARGV...``
 runs the node agent as its child (own process group) and enacts power
 requests written to ``<lab>/nodes/<node>/power.request`` (the contract is
-documented in :mod:`actions.nodeloss`, which writes them):
+documented in :mod:`flywheel_chaos.power`, whose node faults write them):
 
 * ``freeze``: SIGSTOP the agent and every pod process group: a hung node
   (no heartbeats, no answers, TCP connections left open);
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actions.nodeloss import POWER_REQUEST, POWER_STATE
+from flywheel_chaos.power import POWER_REQUEST, POWER_STATE
 from harness.processes import pid_alive, stop_pid_group
 
 logger = logging.getLogger("flywheel_chaos.lab.power")

@@ -41,6 +41,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from flywheel_chaos.s3.authority import StateAuthority
+from flywheel_chaos.s3.checks import error_of, run_checks
 from harness.errors import ConfigError
 from harness.record.evidence import (
     PASSING,
@@ -53,8 +55,6 @@ from harness.record.evidence import (
 from harness.record.posture import Target, differences, fingerprint, posture, read_target
 from harness.record.signing import Verifier
 from harness.record.store import EvidenceStore, StoreError, compare
-from probes.s3client import StateAuthority
-from probes.state_authority import run_checks
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -477,7 +477,7 @@ def evaluate(
                     "failed" if failed else "proven",
                     "live check",
                     0.0,
-                    ", ".join(f"{n}: {checks[n]['error']['class']}" for n in failed)
+                    ", ".join(f"{n}: {error_of(checks[n])['class']}" for n in failed)
                     or "passed now",
                 )
             )

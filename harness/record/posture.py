@@ -36,7 +36,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from actions.cluster import API_TIMEOUT, api_client
+from flywheel_chaos.kube.client import API_TIMEOUT, api_client
 
 PART_OF = "tofu-state-authority"
 ZFS_PROVISIONER = "zfs.csi.openebs.io"

@@ -14,7 +14,7 @@ A bundle is a ``tar.gz`` with
   authority's volumes, with sizes and SHA-256 (never contents). In the lab the
   node's volume directories are read directly; on a real cluster, opted in
   with ``FLYWHEEL_RCA_DISK_VIEW=debug-pod``, a read-only debug pod on each
-  volume's node lists them (:mod:`probes.diskview`; the lab's node agent plays
+  volume's node lists them (:mod:`flywheel_chaos.diskview`; the lab's node agent plays
   it too); otherwise the bundle says it has no disk view and how to get one;
 * ``rca.md``: a summary that puts the S3 view and the disk view side by side
   and names the mismatch when there is one ("NoSuchBucket from S3; bucket
@@ -44,18 +44,14 @@ from typing import Any
 
 from kubernetes import client
 
-from actions.cluster import (
-    API_TIMEOUT,
-    SafetyRefusal,
-    api_client,
-    check_namespace_allowed,
-    check_node_allowed,
-)
+from flywheel_chaos import diskview
+from flywheel_chaos.kube.client import API_TIMEOUT, api_client
+from flywheel_chaos.kube.safety import SafetyRefusal, check_namespace_allowed, check_node_allowed
+from flywheel_chaos.s3.authority import StateAuthority
+from flywheel_chaos.s3.client import call_with_retries
+from flywheel_chaos.s3.errors import StateAuthorityError
 from harness.record.posture import Target
 from harness.record.redact import Redactor, known_secrets
-from probes import diskview
-from probes.failures import StateAuthorityError
-from probes.s3client import StateAuthority, call_with_retries
 
 LOG_TAIL_LINES = 200
 LOG_TAIL_BYTES = 64 * 1024

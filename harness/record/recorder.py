@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flywheel_chaos.s3.authority import StateAuthority
 from harness.record.evidence import evidence_dir, harness_version, write_record
 from harness.record.posture import Target, fingerprint, read_target
 from harness.record.redact import Redactor
 from harness.record.signing import load_signer
 from harness.record.store import load_store, publish
-from probes.s3client import StateAuthority
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def _secret_bytes(reference: str) -> bytes:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    from actions.cluster import API_TIMEOUT, api_client
+    from flywheel_chaos.kube.client import API_TIMEOUT, api_client
 
     parts = reference.removeprefix("k8s:").split("/")
     if len(parts) not in (2, 3):

@@ -19,7 +19,11 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from actions.nodeloss import HELPER_DURATION, HELPER_LABEL
+from flywheel_chaos.diskview import LABEL as DISK_VIEW_LABEL
+from flywheel_chaos.diskview import LABEL_VALUE as DISK_VIEW
+from flywheel_chaos.diskview import MOUNT_ROOT as DISK_VIEW_ROOT
+from flywheel_chaos.diskview import list_volumes
+from flywheel_chaos.nodefault import HELPER_DURATION, HELPER_LABEL
 from harness.lab.nodeagent.heartbeat import NodeHeartbeat
 from harness.lab.nodeagent.kube import API_TIMEOUT, now, ts
 from harness.lab.nodeagent.links import VAR, container_env, service_links
@@ -36,10 +40,6 @@ from harness.lab.nodeagent.runtime import (
 from harness.lab.nodeagent.volumes import materialise
 from harness.lab.paths import LabPaths, pod_network
 from harness.lab.rustfs import SAFE_ENV as RUSTFS_SAFE_ENV
-from probes.diskview import LABEL as DISK_VIEW_LABEL
-from probes.diskview import LABEL_VALUE as DISK_VIEW
-from probes.diskview import MOUNT_ROOT as DISK_VIEW_ROOT
-from probes.diskview import list_volumes
 
 logger = logging.getLogger("flywheel_chaos.nodeagent")
 
@@ -169,7 +169,7 @@ class NodeAgent:
     def _disk_view(self, runner: PodRunner, pod: Any) -> None:
         """Do what the RCA's read-only debug pod does on a real node: list its volumes.
 
-        Its script (:data:`probes.diskview.SCRIPT`) lists every volume mounted
+        Its script (:data:`flywheel_chaos.diskview.SCRIPT`) lists every volume mounted
         under ``/flywheel-disk``; here the same listing is written from the
         volumes' node directories into its log, and it ends Succeeded.
         """

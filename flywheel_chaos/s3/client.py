@@ -1,11 +1,4 @@
-"""Where the state authority is and how to talk to it, with bounded time.
-
-Settings come from, in order: an activity's own arguments, the Chaos Toolkit
-``configuration`` block, then the environment contract of DESIGN.md
-(``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, ``TOFU_STATE_BUCKET``,
-``TOFU_STATE_KEY``). Credentials come from boto3's own chain (environment,
-profile, ...) or from the Chaos Toolkit ``secrets`` block; they are never
-logged or returned.
+"""How to talk to the state authority, with bounded time.
 
 Every call goes through :func:`call_with_retries`: one attempt at a time with
 connect/read timeouts, retries only for transient failures, each attempt
@@ -17,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,97 +19,15 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from probes.authority import CANARY_PREFIX as CANARY_PREFIX
-from probes.authority import DEFAULT_BUCKET, DEFAULT_REGION
-from probes.authority import RetryPolicy as RetryPolicy
-from probes.authority import StateAuthority as StateAuthority
-from probes.failures import StateAuthorityError, classify
+from flywheel_chaos.s3.authority import ConfigurationError, StateAuthority, load_authority
+from flywheel_chaos.s3.errors import StateAuthorityError, classify
 
-__all__: list[str] = []  # helpers, not activities
+__all__ = ["activity_authority", "call_with_retries", "new_s3_client", "s3_client"]
 
 logger = logging.getLogger("flywheel_chaos.probes")
 
 
 T = TypeVar("T")
-
-
-class ConfigurationError(ValueError):
-    """The state authority is not configured well enough to be checked."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
-
-
-def _first(*values: object) -> str:
-    for value in values:
-        if value not in (None, ""):
-            return str(value)
-    return ""
-
-
-def load_authority(
-    endpoint: str = "",
-    bucket: str = "",
-    key: str = "",
-    region: str = "",
-    timeout_s: float = 0.0,
-    configuration: Mapping[str, Any] | None = None,
-    secrets: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> StateAuthority:
-    """Resolve the state authority from arguments, configuration and environment.
-
-    Raises :class:`ConfigurationError` when no endpoint can be found or a bound
-    is not positive.
-    """
-    env = os.environ if environ is None else environ
-    cfg = configuration or {}
-    found_endpoint = _first(
-        endpoint,
-        cfg.get("aws_endpoint_url_s3"),
-        cfg.get("s3_endpoint"),
-        env.get("AWS_ENDPOINT_URL_S3"),
-        env.get("AWS_ENDPOINT_URL"),
-    )
-    if not found_endpoint:
-        raise ConfigurationError(
-            "no S3 endpoint configured",
-            "set AWS_ENDPOINT_URL_S3 (for the lab: source .lab/env)",
-        )
-    if not found_endpoint.startswith(("http://", "https://")):
-        raise ConfigurationError(
-            f"S3 endpoint {found_endpoint!r} is not an http(s) URL",
-            "write it as http://HOST:PORT or https://HOST",
-        )
-    timeout = float(timeout_s or cfg.get("s3_timeout_s") or env.get("FLYWHEEL_S3_TIMEOUT_S") or 5.0)
-    if timeout <= 0:
-        raise ConfigurationError(
-            f"check timeout must be positive, got {timeout}", "use a value such as 5"
-        )
-    creds = _credentials(secrets)
-    if creds[0] is None and env.get("AWS_ACCESS_KEY_ID"):
-        # explicit, so that a changed environment is seen (boto3 caches its chain)
-        creds = (env["AWS_ACCESS_KEY_ID"], env.get("AWS_SECRET_ACCESS_KEY", ""))
-    return StateAuthority(
-        endpoint=found_endpoint.rstrip("/"),
-        bucket=_first(
-            bucket, cfg.get("tofu_state_bucket"), env.get("TOFU_STATE_BUCKET"), DEFAULT_BUCKET
-        ),
-        key=_first(key, cfg.get("tofu_state_key"), env.get("TOFU_STATE_KEY")),
-        region=_first(
-            region,
-            cfg.get("aws_region"),
-            env.get("AWS_REGION"),
-            env.get("AWS_DEFAULT_REGION"),
-            DEFAULT_REGION,
-        ),
-        timeout_s=timeout,
-        connect_timeout_s=min(1.0, timeout / 2),
-        read_timeout_s=min(2.0, timeout - min(1.0, timeout / 2)),
-        access_key_id=creds[0],
-        secret_access_key=creds[1],
-    )
 
 
 def activity_authority(
@@ -140,15 +50,6 @@ def activity_authority(
         )
     except ConfigurationError as exc:
         raise StateAuthorityError("other", "configuration", str(exc), exc.hint) from exc
-
-
-def _credentials(secrets: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
-    if not secrets:
-        return None, None
-    for scope in (secrets.get("s3"), secrets.get("aws"), secrets):
-        if isinstance(scope, Mapping) and scope.get("aws_access_key_id"):
-            return str(scope["aws_access_key_id"]), str(scope.get("aws_secret_access_key", ""))
-    return None, None
 
 
 _clients: dict[tuple[Any, ...], Any] = {}

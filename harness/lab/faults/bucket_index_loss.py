@@ -36,56 +36,111 @@ SeaweedFS also the location rule in ``filer.conf``); it is safe to run twice.
 """
 
 import hashlib
-import json
 import logging
 import os
-import shutil
+import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any, Dict  # noqa: UP035 - chaos discover types only typing.Dict as "mapping"
+from typing import Any, Final
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from actions.cluster import API_TIMEOUT, SafetyRefusal, core_api, require_lease, setting
-from probes.buckets import OBJECT_PREFIX, SCRATCH_PREFIX, scratch_bucket
-from probes.failures import StateAuthorityError
-from probes.s3client import CANARY_PREFIX, StateAuthority, activity_authority, call_with_retries
+from flywheel_chaos import power, settings
+from flywheel_chaos.kube.client import API_TIMEOUT, core_api
+from flywheel_chaos.kube.safety import SafetyRefusal, require_lease
+from flywheel_chaos.results import Result
+from flywheel_chaos.s3.authority import CANARY_PREFIX, StateAuthority
+from flywheel_chaos.s3.backup import backup_bucket
+from flywheel_chaos.s3.checks import error_of, run_checks
+from flywheel_chaos.s3.client import activity_authority
+from flywheel_chaos.s3.errors import StateAuthorityError
+from harness.lab.faults.index_internals import (
+    EXISTS,
+    RUSTFS_SYSTEM,
+    filer_http,
+    kept_files,
+    rustfs_left,
+    rustfs_lose,
+    rustfs_markers,
+    rustfs_remove,
+    rustfs_repair,
+    s3_call,
+    seaweedfs_remove,
+    set_rule,
+    wait_head,
+)
 
-Result = Dict[str, Any]  # noqa: UP006
+__all__ = [
+    "guard_reports_bucket_missing",
+    "lose_bucket_index",
+    "remove_scratch_bucket",
+    "restore_bucket_from_backup",
+]
 
-__all__ = ["lose_bucket_index", "remove_scratch_bucket", "restore_bucket_from_backup"]
+logger = logging.getLogger("flywheel_chaos.lab.faults")
 
-logger = logging.getLogger("flywheel_chaos.actions")
-
-FILER_CONF = "/etc/seaweedfs/filer.conf"
-HTTP_TIMEOUT_S = 5.0
-_EXISTS = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+SCRATCH_PREFIX: Final = "flywheel-chaos-index-"
+OBJECT_PREFIX: Final = f"{CANARY_PREFIX}index-loss/"
+"""The scratch bucket's objects live under the canary prefix too: the harness writes no
+other key anywhere."""
 SERVER_HEAL = {
     "seaweedfs": "none: SeaweedFS rebuilds no filer entry from volume data "
     "(fs.meta.load needs a metadata backup taken before)",
     "rustfs": "none: RustFS 1.0.1 re-creates no bucket directory from the bucket's metadata, "
     "not after a restart either",
 }
-RUSTFS_SYSTEM = ".rustfs.sys"
-RUSTFS_KEPT = ".flywheel-chaos-kept-{bucket}"
-"""Where a RustFS drive keeps the scratch bucket's directory while its index is lost: on the
-same volume, under a name no bucket can have (bucket names never start with a dot)."""
 
 
 # ------------------------------------------------------------------ target ---
 
 
+def scratch_bucket(bucket: str = "") -> str:
+    """The scratch bucket of this run (``flywheel-chaos-index-<run id>``), or ``bucket``."""
+    if bucket:
+        return bucket
+    run = re.sub(r"[^a-z0-9-]", "-", settings.FLYWHEEL_RUN_ID.get().lower()).strip("-")
+    if not run:
+        raise ActivityFailed(
+            "no run id to name the scratch bucket after (hint: run the experiment with "
+            "chaos run and its harness.controls.safety control)"
+        )
+    return (SCRATCH_PREFIX + run)[:63].rstrip("-")
+
+
+def guard_reports_bucket_missing(
+    bucket: str = "",
+    key: str = OBJECT_PREFIX + "object-0",
+    timeout_s: float = 5.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> Result:
+    """Run the pre-mutation guard's checks against a lost scratch bucket; succeed when they fail
+    closed with ``no-such-bucket``.
+
+    ``bucket`` defaults to this run's scratch bucket ,
+    ``key`` to one of its objects; the checks only HEAD that key and write
+    nothing where the bucket is missing. Returns ``{"bucket", "key",
+    "guard_passed", "failed": [{"check", "class"}]}``. Raises
+    ``ActivityFailed`` when the guard passes, or fails without any check
+    naming ``no-such-bucket`` (the incident's answer).
+    """
+    name = scratch_bucket(bucket)
+    authority = activity_authority("", name, key, timeout_s, configuration, secrets)
+    results = run_checks(authority)
+    failed = [{"check": r["name"], "class": error_of(r)["class"]} for r in results if not r["ok"]]
+    answer = {"bucket": name, "key": key, "guard_passed": not failed, "failed": failed}
+    if not failed:
+        raise ActivityFailed(f"the guard passed against {name}: the bucket is not lost")
+    if not any(f["class"] == "no-such-bucket" for f in failed):
+        raise ActivityFailed(
+            f"the guard failed against {name}, but no check said no-such-bucket: {failed}"
+        )
+    return answer
+
+
 def _backup_bucket(authority: StateAuthority, configuration: Configuration) -> str:
-    return setting(
-        configuration,
-        "tofu_state_backup_bucket",
-        "TOFU_STATE_BACKUP_BUCKET",
-        f"{authority.bucket}-backup",
-    )
+    return backup_bucket(authority, "", configuration)
 
 
 def _backup_prefix(bucket: str) -> str:
@@ -94,7 +149,7 @@ def _backup_prefix(bucket: str) -> str:
 
 def _check_target(bucket: str, authority: StateAuthority, configuration: Configuration) -> Path:
     """Refuse before anything changes: outside a lab, or on a bucket that is not scratch."""
-    lab = setting(configuration, "flywheel_lab_dir", "FLYWHEEL_LAB_DIR")
+    lab = power.lab_dir(configuration)
     if not lab or not (Path(lab) / "nodes").is_dir():
         raise SafetyRefusal(
             "refused: bucket-index-loss runs only in a lab (FLYWHEEL_LAB_DIR names none"
@@ -117,14 +172,14 @@ def _check_target(bucket: str, authority: StateAuthority, configuration: Configu
 def _server(configuration: Configuration) -> tuple[str, str]:
     """Which server the state authority runs and its filer's loopback address (the lab's
     pods listen on the loopback twin 127.A.B.C of their API address 10.A.B.C)."""
-    namespace = setting(
-        configuration, "flywheel_state_namespace", "FLYWHEEL_STATE_NAMESPACE", "nix-cache"
+    namespace = settings.from_config(
+        configuration, "flywheel_state_namespace", settings.FLYWHEEL_STATE_NAMESPACE
     )
-    selector = setting(
+    selector = settings.from_config(
         configuration,
         "flywheel_state_selector",
-        "FLYWHEEL_STATE_SELECTOR",
-        "app.kubernetes.io/name=attic-rustfs-openebs",
+        settings.FLYWHEEL_STATE_SELECTOR,
+        default="app.kubernetes.io/name=attic-rustfs-openebs",
     )
     pods = core_api(configuration).list_namespaced_pod(
         namespace, label_selector=selector, _request_timeout=API_TIMEOUT
@@ -149,139 +204,6 @@ def _server(configuration: Configuration) -> tuple[str, str]:
     )
 
 
-# ------------------------------------------------------------------ RustFS ---
-
-
-def _rustfs_drives(lab: Path) -> list[Path]:
-    """The lab's RustFS drives: its nodes' volume directories that hold ``.rustfs.sys``."""
-    return sorted(p.parent for p in (lab / "nodes").glob(f"*/volumes/*/{RUSTFS_SYSTEM}"))
-
-
-def _kept_dir(drive: Path, bucket: str) -> Path:
-    return drive / RUSTFS_KEPT.format(bucket=bucket)
-
-
-def _rustfs_kept(lab: Path, bucket: str) -> list[Path]:
-    return [_kept_dir(d, bucket) for d in _rustfs_drives(lab)]
-
-
-def _rustfs_markers(lab: Path, bucket: str) -> list[str]:
-    """The bucket's metadata directories on the drives (``.rustfs.sys/buckets/<bucket>``)."""
-    return [
-        str(d.relative_to(lab) / RUSTFS_SYSTEM / "buckets" / bucket)
-        for d in _rustfs_drives(lab)
-        if (d / RUSTFS_SYSTEM / "buckets" / bucket).is_dir()
-    ]
-
-
-def _rustfs_lose(lab: Path, bucket: str) -> list[str]:
-    """Move the bucket's directory aside on every drive; the kept files, relative to ``lab``."""
-    moved = []
-    for drive in _rustfs_drives(lab):
-        if (drive / bucket).is_dir():
-            os.rename(drive / bucket, _kept_dir(drive, bucket))
-            moved.append(drive)
-    if not moved:
-        raise ActivityFailed(
-            f"no RustFS drive of the lab holds a directory for {bucket}: nothing to lose"
-        )
-    logger.warning("bucket-index-loss: moved %s aside on %d drives", bucket, len(moved))
-    return sorted(
-        str(p.relative_to(lab))
-        for drive in moved
-        for p in _kept_dir(drive, bucket).rglob("xl.meta")
-    )
-
-
-def _rustfs_repair(lab: Path, bucket: str) -> list[str]:
-    """Put the bucket's (empty) directory back on each drive whose metadata still names it."""
-    repaired = []
-    for drive in _rustfs_drives(lab):
-        lost = not (drive / bucket).exists()
-        named = (drive / RUSTFS_SYSTEM / "buckets" / bucket).is_dir()
-        if lost and (named or _kept_dir(drive, bucket).is_dir()):
-            (drive / bucket).mkdir()
-            repaired.append(str((drive / bucket).relative_to(lab)))
-    return repaired
-
-
-# ------------------------------------------------------------------ filer ---
-
-
-def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Accept", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-
-
-def _conf(filer: str) -> dict[str, Any]:
-    status, data = _http("GET", filer + FILER_CONF)
-    if status == 404 or not data.strip():
-        return {"version": 0, "locations": []}
-    if status != 200:
-        raise ActivityFailed(f"reading {FILER_CONF} from the filer: HTTP {status}")
-    loaded: dict[str, Any] = json.loads(data)
-    loaded.setdefault("locations", [])
-    return loaded
-
-
-def _put_conf(filer: str, conf: dict[str, Any]) -> None:
-    status, data = _http("PUT", filer + FILER_CONF, json.dumps(conf).encode())
-    if status not in (200, 201, 204):
-        raise ActivityFailed(f"writing {FILER_CONF} to the filer: HTTP {status} {data[:200]!r}")
-
-
-def _set_rule(filer: str, bucket: str, present: bool) -> None:
-    """Add (or remove) the location rule that puts ``bucket``'s objects in ``<bucket>-kept``."""
-    conf = _conf(filer)
-    prefix = f"/buckets/{bucket}/"
-    rules = [r for r in conf["locations"] if r.get("locationPrefix") != prefix]
-    if present:
-        rules.append({"locationPrefix": prefix, "collection": f"{bucket}-kept"})
-    if rules != conf["locations"]:
-        conf["locations"] = rules
-        _put_conf(filer, conf)
-        time.sleep(1.0)  # the filer and the S3 gateway reload filer.conf asynchronously
-
-
-def _s3(authority: StateAuthority, name: str, call: Any, deadline_s: float = 10.0) -> Any:
-    return call_with_retries(authority, name, call, deadline=time.monotonic() + deadline_s)
-
-
-def _wait_head(authority: StateAuthority, bucket: str, within_s: float, missing: bool) -> float:
-    """Seconds until HEAD of ``bucket`` answers NoSuchBucket (``missing``) or answers at all;
-    every attempt bounded (2 s), every 0.25 s, ``ActivityFailed`` naming the last answer."""
-    started = time.monotonic()
-    last = "no answer yet"
-    quick = authority.with_overrides(connect_timeout_s=2.0, read_timeout_s=2.0)
-    while time.monotonic() - started < within_s:
-        try:
-            _s3(quick, "head-bucket", lambda c: c.head_bucket(Bucket=bucket), 2.0)
-            if not missing:
-                return round(time.monotonic() - started, 3)
-            last = "it still answered"
-        except StateAuthorityError as exc:
-            if missing and exc.error_class == "no-such-bucket":
-                return round(time.monotonic() - started, 3)
-            last = f"{exc.error_class}: {exc}"
-        time.sleep(0.25)
-    want = "reported missing" if missing else "back"
-    raise ActivityFailed(f"bucket {bucket!r} was not {want} within {within_s:g}s: {last}")
-
-
-def _kept_files(lab: Path, bucket: str, pattern: str = "{bucket}-kept_*.dat") -> list[str]:
-    """Volume files of the bucket's kept collection on the lab's nodes (or of ``pattern``)."""
-    return sorted(
-        str(p.relative_to(lab))
-        for p in (lab / "nodes").glob("*/volumes/*/" + pattern.format(bucket=bucket))
-        if p.is_file()
-    )
-
-
 # ----------------------------------------------------------------- actions ---
 
 
@@ -289,7 +211,7 @@ def _write_objects(
     authority: StateAuthority, name: str, backup: str, objects: int, size_bytes: int
 ) -> list[dict[str, Any]]:
     """Create ``name`` with ``objects`` random objects, each copied to the backup bucket."""
-    _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
+    s3_call(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
     written = []
     for index in range(objects):
         key = f"{OBJECT_PREFIX}object-{index}"
@@ -299,7 +221,7 @@ def _write_objects(
         def put(c: Any, key: str = key, body: bytes = body, digest: str = digest) -> Any:
             return c.put_object(Bucket=name, Key=key, Body=body, Metadata={"sha256": digest})
 
-        _s3(authority, "put", put)
+        s3_call(authority, "put", put)
 
         def copy(c: Any, key: str = key) -> Any:
             return c.copy_object(
@@ -308,7 +230,7 @@ def _write_objects(
                 CopySource={"Bucket": name, "Key": key},
             )
 
-        _s3(authority, "backup", copy)
+        s3_call(authority, "backup", copy)
         written.append({"key": key, "sha256": digest, "size": size_bytes})
     return written
 
@@ -360,31 +282,31 @@ def lose_bucket_index(
     require_lease(configuration)
     if server == "rustfs":
         plan["objects"] = _write_objects(authority, name, backup, objects, size_bytes)
-        plan["kept_on_disk"] = _rustfs_lose(lab, name)
-        plan["missing_after_s"] = _wait_head(authority, name, wait_missing_s, missing=True)
-        plan["markers_on_disk"] = _rustfs_markers(lab, name)
+        plan["kept_on_disk"] = rustfs_lose(lab, name)
+        plan["missing_after_s"] = wait_head(authority, name, wait_missing_s, missing=True)
+        plan["markers_on_disk"] = rustfs_markers(lab, name)
         if not plan["markers_on_disk"]:
             raise ActivityFailed(
                 f"{name} is reported missing but no drive holds {RUSTFS_SYSTEM}/buckets/{name}: "
                 "its metadata did not stay on disk, so this is not the incident's shape"
             )
     else:
-        _set_rule(filer, name, present=True)
+        set_rule(filer, name, present=True)
         try:
             plan["objects"] = _write_objects(authority, name, backup, objects, size_bytes)
         finally:
             # the rule must be gone before the entry is deleted, or the delete takes the kept
             # collection (the data) with it
-            _set_rule(filer, name, present=False)
+            set_rule(filer, name, present=False)
         url = f"{filer}/buckets/{name}?recursive=true&skipChunkDeletion=true"
-        status, data = _http("DELETE", url)
+        status, data = filer_http("DELETE", url)
         if status not in (200, 202, 204):
             raise ActivityFailed(
                 f"deleting the filer entry of {name}: HTTP {status} {data[:200]!r}"
             )
         logger.warning("bucket-index-loss: deleted the filer entry of %s, chunks kept", name)
-        plan["missing_after_s"] = _wait_head(authority, name, wait_missing_s, missing=True)
-        plan["kept_on_disk"] = _kept_files(lab, name)
+        plan["missing_after_s"] = wait_head(authority, name, wait_missing_s, missing=True)
+        plan["kept_on_disk"] = kept_files(lab, name)
         plan["markers_on_disk"] = plan["kept_on_disk"]
     plan["took_effect"] = bool(plan["kept_on_disk"])
     if not plan["kept_on_disk"]:
@@ -421,7 +343,7 @@ def restore_bucket_from_backup(
     require_lease(configuration)
     backup = _backup_bucket(authority, configuration)
     prefix = _backup_prefix(name)
-    listing = _s3(
+    listing = s3_call(
         authority, "list-backup", lambda c: c.list_objects_v2(Bucket=backup, Prefix=prefix)
     )
     keys = [item["Key"] for item in listing.get("Contents", [])]
@@ -431,16 +353,16 @@ def restore_bucket_from_backup(
     if server != "rustfs":
         # the restored objects go to the kept collection too, so that the rollback's one
         # delete removes everything this run wrote
-        _set_rule(filer, name, present=True)
+        set_rule(filer, name, present=True)
     try:
-        _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
+        s3_call(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
     except StateAuthorityError as exc:
-        if exc.code in _EXISTS:
+        if exc.code in EXISTS:
             repair["create_bucket"] = str(exc.code)
         elif server == "rustfs" and exc.error_class == "no-such-bucket":
             repair["create_bucket"] = "NoSuchBucket"
-            repair["directories"] = _rustfs_repair(lab, name)
-            repair["present_after_s"] = _wait_head(authority, name, 20.0, missing=False)
+            repair["directories"] = rustfs_repair(lab, name)
+            repair["present_after_s"] = wait_head(authority, name, 20.0, missing=False)
             logger.warning("bucket-index-loss: put %s back on %s", name, repair["directories"])
         else:
             raise
@@ -451,8 +373,8 @@ def restore_bucket_from_backup(
         def copy(c: Any, key: str = key, source: str = source) -> Any:
             return c.copy_object(Bucket=name, Key=key, CopySource={"Bucket": backup, "Key": source})
 
-        _s3(authority, "restore", copy)
-        answer = _s3(authority, "get", lambda c, key=key: c.get_object(Bucket=name, Key=key))
+        s3_call(authority, "restore", copy)
+        answer = s3_call(authority, "get", lambda c, key=key: c.get_object(Bucket=name, Key=key))
         body = answer["Body"].read()
         digest = hashlib.sha256(body).hexdigest()
         expected = (answer.get("Metadata") or {}).get("sha256")
@@ -486,15 +408,15 @@ def remove_scratch_bucket(
     lab = _check_target(name, authority, configuration)
     server, filer = _server(configuration)
     if server == "rustfs":
-        _rustfs_remove(authority, lab, name)
+        rustfs_remove(authority, lab, name)
     else:
-        _seaweedfs_remove(authority, filer, name)
+        seaweedfs_remove(authority, filer, name)
 
     def left() -> list[str]:
         if server == "rustfs":
-            return _rustfs_left(lab, name)
+            return rustfs_left(lab, name)
         # both collections: <bucket>_N and <bucket>-kept_N
-        return _kept_files(lab, name) + _kept_files(lab, name, "{bucket}_*.dat")
+        return kept_files(lab, name) + kept_files(lab, name, "{bucket}_*.dat")
 
     removed = _remove_backup_copies(authority, configuration, name)
     deadline = time.monotonic() + 10.0  # servers drop a deleted bucket's files promptly
@@ -503,63 +425,12 @@ def remove_scratch_bucket(
     return {"bucket": name, "removed_backup_copies": removed, "kept_left_on_disk": left()}
 
 
-def _rustfs_left(lab: Path, bucket: str) -> list[str]:
-    """What of the scratch bucket is still on the drives: its directory, kept data, markers."""
-    paths = [*(d / bucket for d in _rustfs_drives(lab)), *_rustfs_kept(lab, bucket)]
-    return sorted(str(p.relative_to(lab)) for p in paths if p.exists()) + _rustfs_markers(
-        lab, bucket
-    )
-
-
-def _rustfs_remove(authority: StateAuthority, lab: Path, name: str) -> None:
-    if _rustfs_repair(lab, name):  # lost: S3 can delete it only once it is back
-        _wait_head(authority, name, 20.0, missing=False)
-    try:
-        _s3(authority, "head-bucket", lambda c: c.head_bucket(Bucket=name))
-        present = True
-    except StateAuthorityError as exc:
-        if exc.error_class != "no-such-bucket":
-            raise
-        present = False
-    if present:
-        while True:
-            listing = _s3(authority, "list", lambda c: c.list_objects_v2(Bucket=name))
-            keys = [item["Key"] for item in listing.get("Contents", [])]
-            for key in keys:
-                _s3(authority, "delete", lambda c, k=key: c.delete_object(Bucket=name, Key=k))
-            if not listing.get("IsTruncated"):
-                break
-        _s3(authority, "delete-bucket", lambda c: c.delete_bucket(Bucket=name))
-    for kept in _rustfs_kept(lab, name):
-        if kept.is_dir():  # this run's own moved-aside directory, by its exact name
-            shutil.rmtree(kept)
-
-
-def _seaweedfs_remove(authority: StateAuthority, filer: str, name: str) -> None:
-    # Deleting a bucket entry deletes the collection its location rule names. With the rule
-    # in place that is the kept collection (the lost chunks and the restored ones); without
-    # it, the collection named after the bucket, which SeaweedFS creates with the bucket.
-    for with_rule in (True, False):
-        _set_rule(filer, name, present=with_rule)
-        try:
-            try:
-                _s3(authority, "create-bucket", lambda c: c.create_bucket(Bucket=name))
-            except StateAuthorityError as exc:
-                if exc.code not in _EXISTS:
-                    raise
-            status, data = _http("DELETE", f"{filer}/buckets/{name}?recursive=true")
-            if status not in (200, 202, 204, 404):
-                raise ActivityFailed(f"deleting {name}: HTTP {status} {data[:200]!r}")
-        finally:
-            _set_rule(filer, name, present=False)
-
-
 def _remove_backup_copies(
     authority: StateAuthority, configuration: Configuration, name: str
 ) -> int:
     backup = _backup_bucket(authority, configuration)
     prefix = _backup_prefix(name)
-    listing = _s3(
+    listing = s3_call(
         authority,
         "list-backup-versions",
         lambda c: c.list_object_versions(Bucket=backup, Prefix=prefix),
@@ -571,6 +442,6 @@ def _remove_backup_copies(
             def delete(c: Any, key: str = item["Key"], version: str = item["VersionId"]) -> Any:
                 return c.delete_object(Bucket=backup, Key=key, VersionId=version)
 
-            _s3(authority, "delete", delete)
+            s3_call(authority, "delete", delete)
             removed += 1
     return removed

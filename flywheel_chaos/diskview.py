@@ -1,6 +1,6 @@
 """The disk view of the state authority's volumes: what is on them, never what is in them.
 
-Helpers of the RCA collector (not activities). A listing is one line per
+Used by the RCA collector and the lab's node agent. A listing is one line per
 entry, tab-separated, the same whoever writes it::
 
     d  <volume>/<path>                       a directory
@@ -49,7 +49,27 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-__all__: list[str] = []  # helpers, not activities
+from flywheel_chaos import settings
+from flywheel_chaos.kube.client import API_TIMEOUT
+
+__all__ = [
+    "CONTAINER",
+    "LABEL",
+    "LABEL_VALUE",
+    "MOUNT_ROOT",
+    "SCRIPT",
+    "DebugPod",
+    "Listing",
+    "Mount",
+    "api_log",
+    "delete",
+    "list_volumes",
+    "manifest",
+    "parse",
+    "plan",
+    "pod_name",
+    "run",
+]
 
 LABEL = "flywheel-chaos.io/rca"
 LABEL_VALUE = "disk-view"
@@ -58,14 +78,11 @@ CONTAINER = "list"
 """The debug pod's one container, whose log is the listing."""
 METADATA_NAMES = (".metadata.bin", "xl.meta", "format.json", ".bucket.meta", "part.1")
 """Files hashed (SHA-256) when small enough: metadata, never object contents read out."""
-ENTRIES = 5000
-HASH_LIMIT = 1024 * 1024
+ENTRIES = int(settings.FLYWHEEL_DISK_ENTRIES.default)
+HASH_LIMIT = int(settings.FLYWHEEL_HASH_LIMIT.default)
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
-KUBELET_ROOT = "/var/lib/kubelet"
-DEFAULT_IMAGE = "docker.io/library/busybox:1.36"
-API_TIMEOUT = (3.0, 10.0)
-"""Every API call's (connect, read) bound, as ``actions.cluster.API_TIMEOUT`` (a probe does
-not import actions: actions import probes)."""
+KUBELET_ROOT = settings.FLYWHEEL_KUBELET_ROOT.default
+DEFAULT_IMAGE = settings.FLYWHEEL_RCA_DEBUG_IMAGE.default
 
 SCRIPT = r"""
 root="$1"; shift
@@ -333,8 +350,8 @@ def manifest(debug: DebugPod, name: str, image: str, deadline_s: int) -> dict[st
                         *(m.volume for m in debug.mounts),
                     ],
                     "env": [
-                        {"name": "FLYWHEEL_DISK_ENTRIES", "value": str(ENTRIES)},
-                        {"name": "FLYWHEEL_HASH_LIMIT", "value": str(HASH_LIMIT)},
+                        {"name": settings.FLYWHEEL_DISK_ENTRIES.name, "value": str(ENTRIES)},
+                        {"name": settings.FLYWHEEL_HASH_LIMIT.name, "value": str(HASH_LIMIT)},
                     ],
                     "volumeMounts": mounts,
                     "securityContext": {

@@ -8,14 +8,24 @@ journals, evidence and operators can group failures without parsing prose.
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, TypedDict, cast, get_args
 
 import botocore.exceptions
 from chaoslib.exceptions import ActivityFailed
 
-from probes.authority import StateAuthority
+from flywheel_chaos.errors import EXIT_FAILED
 
-__all__: list[str] = []  # helpers, not activities
+if TYPE_CHECKING:
+    from flywheel_chaos.s3.authority import StateAuthority
+
+__all__ = [
+    "ERROR_CLASSES",
+    "ErrorClass",
+    "ErrorRecord",
+    "StateAuthorityError",
+    "classify",
+    "error_class",
+]
 
 ErrorClass = Literal[
     "endpoint-unreachable",
@@ -32,6 +42,17 @@ ErrorClass = Literal[
 ]
 
 ERROR_CLASSES: Final[tuple[str, ...]] = get_args(ErrorClass)
+
+ErrorRecord = TypedDict(
+    "ErrorRecord", {"class": str, "code": str, "message": str, "detail": str, "hint": str}
+)
+"""How a failure is recorded (:meth:`StateAuthorityError.as_dict`)."""
+
+
+def error_class(name: str) -> ErrorClass:
+    """``name`` as an :data:`ErrorClass` (``other`` when it is none of them)."""
+    return cast(ErrorClass, name) if name in ERROR_CLASSES else "other"
+
 
 _HINTS: Final[dict[str, str]] = {
     "endpoint-unreachable": "is the S3 server running and AWS_ENDPOINT_URL_S3 right?",
@@ -62,9 +83,11 @@ _ACCESS_CODES: Final[frozenset[str]] = frozenset(
 
 
 class StateAuthorityError(ActivityFailed):  # type: ignore[misc]
-    """A classified state-authority failure; ``str()`` is the one-line message."""
+    """A classified state-authority failure; ``str()`` is the one-line message (exit 1)."""
 
-    def __init__(self, error_class: str, code: str, detail: str, hint: str = "") -> None:
+    exit_code = EXIT_FAILED
+
+    def __init__(self, error_class: ErrorClass, code: str, detail: str, hint: str = "") -> None:
         self.error_class = error_class
         self.code = code or "-"
         self.detail = detail
@@ -75,7 +98,7 @@ class StateAuthorityError(ActivityFailed):  # type: ignore[misc]
         """The same failure with ``note`` appended to its detail."""
         return StateAuthorityError(self.error_class, self.code, f"{self.detail}; {note}", self.hint)
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> ErrorRecord:
         """JSON-serialisable form: class, code and message."""
         return {
             "class": self.error_class,
