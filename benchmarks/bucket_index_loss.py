@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchkit import REPO, run_experiment
 
-from harness.lab.cluster import scratch_lab
+from harness.lab.testing import scratch_lab
 
 
 def main() -> int:

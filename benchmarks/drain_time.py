@@ -27,7 +27,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from harness.lab.cluster import scratch_lab
+from harness.lab.testing import scratch_lab
 from harness.processes import wait_until
 from harness.recover import recover
 from probes.state_authority import state_authority_serving_within

@@ -39,7 +39,8 @@ from typing import Any
 from benchkit import REPO, run_experiment
 from kubernetes import client, config
 
-from harness.lab.cluster import STATE_NAMESPACE, scratch_lab
+from harness.lab.testing import scratch_lab
+from harness.lab.topology import STATE_NAMESPACE
 from probes.state_authority import canary_round_trip_ok, lock_exclusive, state_key_readable
 
 SETTLE_S = 180.0

@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.lab.cluster import needs_rustfs
 from harness.lab.paths import free_ports
+from harness.lab.topology import needs_rustfs
 
 REPO = Path(__file__).resolve().parent.parent
 KIND_SECONDS = (30.0, 60.0)

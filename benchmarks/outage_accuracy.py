@@ -31,7 +31,7 @@ from flywheel_chaos.s3.authority import load_authority
 from flywheel_chaos.s3.client import new_s3_client
 from flywheel_chaos.s3.errors import classify
 from harness.controls.prober import Prober, Sample, outage_windows
-from harness.lab.cluster import scratch_lab
+from harness.lab.testing import scratch_lab
 from probes.state_authority import state_authority_serving_within
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from flywheel_chaos.s3.authority import load_authority
-from harness.lab.cluster import scratch_lab
+from harness.lab.testing import scratch_lab
 from harness.record.rca import collect
 
 REPO = Path(__file__).resolve().parent.parent

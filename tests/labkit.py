@@ -17,8 +17,9 @@ import botocore.config
 import pytest
 from kubernetes import client, config
 
-from harness.lab.cluster import Lab, scratch_lab
+from harness.lab.cluster import Lab
 from harness.lab.paths import LabPaths
+from harness.lab.testing import scratch_lab
 from harness.processes import wait_until
 from harness.record.evidence import record_files
 
