@@ -70,7 +70,7 @@ FLYWHEEL_STATE_DEPLOYMENT = _var(
 )
 FLYWHEEL_STATE_PART_OF = _var(
     "FLYWHEEL_STATE_PART_OF",
-    "attic-rustfs-openebs",
+    "tofu-state-authority",
     "the app.kubernetes.io/part-of label of the authority's other workloads (replicated servers)",
 )
 FLYWHEEL_STATE_SELECTOR = _var(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from flywheel_chaos import settings
 from harness.cli.output import err, out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError
 
@@ -288,7 +288,7 @@ def _cmd_rca(args: argparse.Namespace) -> int:
     from harness.record.recorder import record as write
 
     try:
-        disk_view = disk_view_mode(os.environ.get("FLYWHEEL_LAB_DIR", ""), args.disk_view or "")
+        disk_view = disk_view_mode(settings.FLYWHEEL_LAB_DIR.get(), args.disk_view or "")
     except ValueError as exc:
         raise ConfigError(
             str(exc), "--disk-view debug-pod on a real cluster (deploy/opt-in/rca-disk-view.yaml)"

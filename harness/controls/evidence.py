@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
+from flywheel_chaos import settings
 from flywheel_chaos.s3.authority import ConfigurationError, load_authority
 from flywheel_chaos.s3.checks import check_state_key
 from flywheel_chaos.s3.client import activity_authority
@@ -343,7 +343,7 @@ def _record(
             "canaries_written": (summary or {}).get("canaries_written"),
             "canaries_verified": (summary or {}).get("canaries_verified"),
         },
-        lab=bool(os.environ.get("FLYWHEEL_LAB_DIR")),
+        lab=settings.FLYWHEEL_LAB_DIR.is_set(),
     )
     if run.live_rca is not None and run.live_rca.get("file"):
         document["rca"] = run.live_rca

@@ -1,7 +1,7 @@
 """Survival control: measures the outage window while the fault is live.
 
 From before the method until the experiment ends (rollbacks included, so that
-recovery is seen) it runs :class:`harness.prober.Prober` against the state
+recovery is seen) it runs :class:`harness.controls.prober.Prober` against the state
 authority of the environment contract, notes when the method's fault actions
 started and ended, and after the experiment (waiting at most
 ``recovery_wait_s`` for an outage still open) stores the summary for the

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from flywheel_chaos import settings
+
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 TOFU_VERSION = "v1.12.6"
@@ -28,7 +30,7 @@ class Ports:
 
     @classmethod
     def from_env(cls) -> Ports:
-        return cls(int(os.environ.get("FLYWHEEL_LAB_PORT_OFFSET") or 0))
+        return cls(int(settings.FLYWHEEL_LAB_PORT_OFFSET.get() or 0))
 
     @property
     def slot(self) -> int:
@@ -143,7 +145,7 @@ class LabPaths:
 
     @classmethod
     def from_env(cls, override: str | None = None) -> LabPaths:
-        return cls(Path(override or os.environ.get("FLYWHEEL_LAB_DIR") or ".lab").resolve())
+        return cls(Path(override or settings.FLYWHEEL_LAB_DIR.get() or ".lab").resolve())
 
     @property
     def state(self) -> Path:

@@ -52,6 +52,7 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 
+from flywheel_chaos import settings
 from harness.record.redact import REDACTED, Redactor, known_secrets
 from harness.record.signing import Signer, Verifier
 from harness.record.verdict import decide
@@ -100,7 +101,7 @@ def harness_version() -> str:
 
 
 def evidence_dir() -> Path:
-    return Path(os.environ.get("FLYWHEEL_EVIDENCE_DIR") or "evidence").resolve()
+    return Path(settings.FLYWHEEL_EVIDENCE_DIR.get()).resolve()
 
 
 def _schema(name: str = SCHEMA) -> dict[str, Any]:

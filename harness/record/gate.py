@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from flywheel_chaos import settings
 from flywheel_chaos.s3.authority import StateAuthority
 from flywheel_chaos.s3.checks import error_of, run_checks
 from harness.errors import ConfigError
@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-POLICY_ENV = "FLYWHEEL_GATE_POLICY"
+POLICY_ENV = settings.FLYWHEEL_GATE_POLICY.name
 
 DEFAULT_POLICY: dict[str, Any] = {
     "version": 1,
@@ -189,7 +189,7 @@ def policy_from(document: Any, source: str, max_age_days: float | None = None) -
 
 def load_policy(path: str | Path | None = None, max_age_days: float | None = None) -> Policy:
     """The gate policy: ``path``, ``FLYWHEEL_GATE_POLICY``, ./gate.yaml, the repository's, built-in."""
-    explicit = path or os.environ.get(POLICY_ENV)
+    explicit = path or settings.FLYWHEEL_GATE_POLICY.get()
     candidates = [Path(explicit)] if explicit else [Path("gate.yaml"), REPO / "gate.yaml"]
     for candidate in candidates:
         if candidate.is_file():

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from flywheel_chaos import settings
 from flywheel_chaos.kube.client import API_TIMEOUT, api_client
 
 PART_OF = "tofu-state-authority"
@@ -53,11 +53,9 @@ class Target:
     @classmethod
     def from_env(cls, namespace: str = "", serving: str = "") -> Target:
         return cls(
-            namespace=namespace or os.environ.get("FLYWHEEL_STATE_NAMESPACE") or "nix-cache",
-            serving=serving
-            or os.environ.get("FLYWHEEL_STATE_DEPLOYMENT")
-            or "attic-rustfs-openebs",
-            part_of=os.environ.get("FLYWHEEL_STATE_PART_OF") or PART_OF,
+            namespace=namespace or settings.FLYWHEEL_STATE_NAMESPACE.get(),
+            serving=serving or settings.FLYWHEEL_STATE_DEPLOYMENT.get() or "attic-rustfs-openebs",
+            part_of=settings.FLYWHEEL_STATE_PART_OF.get(),
         )
 
 

@@ -44,7 +44,7 @@ from typing import Any
 
 from kubernetes import client
 
-from flywheel_chaos import diskview
+from flywheel_chaos import diskview, settings
 from flywheel_chaos.kube.client import API_TIMEOUT, api_client
 from flywheel_chaos.kube.safety import SafetyRefusal, check_namespace_allowed, check_node_allowed
 from flywheel_chaos.s3.authority import StateAuthority
@@ -263,7 +263,7 @@ def disk_view_mode(lab_dir: str, requested: str = "") -> str:
     """``requested``, else ``FLYWHEEL_RCA_DISK_VIEW``: ``auto`` (the default: ``lab`` in a
     lab, else ``off``), ``lab`` (read the lab's node directories), ``debug-pod`` (the
     opt-in read-only debug pod, in a lab too) or ``off``. ``ValueError`` for anything else."""
-    mode = requested or os.environ.get("FLYWHEEL_RCA_DISK_VIEW", "auto") or "auto"
+    mode = requested or settings.FLYWHEEL_RCA_DISK_VIEW.get()
     if mode not in DISK_VIEW_MODES:
         raise ValueError(
             f"the disk view {mode!r} (FLYWHEEL_RCA_DISK_VIEW) is not one of "
@@ -302,7 +302,7 @@ def _debug_pod_listing(
             [f"no debug pod: the cluster step did not read the {', '.join(missing)} it needs"],
             [],
         )
-    helper_namespace = os.environ.get("FLYWHEEL_RCA_HELPER_NAMESPACE", "flywheel-chaos")
+    helper_namespace = settings.FLYWHEEL_RCA_HELPER_NAMESPACE.get()
     planned, notes = diskview.plan(
         namespace,
         objects["claims"],
@@ -310,7 +310,7 @@ def _debug_pod_listing(
         objects["pods"],
         objects["nodes"],
         helper_namespace,
-        os.environ.get("FLYWHEEL_KUBELET_ROOT", diskview.KUBELET_ROOT),
+        settings.FLYWHEEL_KUBELET_ROOT.get(),
     )
     allowed = []
     for debug in planned:
@@ -324,7 +324,7 @@ def _debug_pod_listing(
         allowed.append(debug)
     planned = allowed
     core = client.CoreV1Api(api_client())
-    image = os.environ.get("FLYWHEEL_RCA_DEBUG_IMAGE", diskview.DEFAULT_IMAGE)
+    image = settings.FLYWHEEL_RCA_DEBUG_IMAGE.get()
 
     def lab_log(pod: Any) -> str:
         # the lab has no kubelet API: the helper's log is a file on its node
@@ -520,7 +520,7 @@ def collect(
     scrub = redactor or Redactor(known_secrets())
     bundle = Bundle(deadline_s=deadline_s)
     target = Target.from_env()
-    lab = lab_dir or os.environ.get("FLYWHEEL_LAB_DIR", "")
+    lab = lab_dir or settings.FLYWHEEL_LAB_DIR.get()
     facts: dict[str, Any] = {}
     s3: dict[str, Any] = {}
     disk: dict[str, Any] = {}

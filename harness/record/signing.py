@@ -26,10 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from flywheel_chaos import settings
 from harness.errors import ConfigError
 
-SIGNING_KEY_ENV = "FLYWHEEL_EVIDENCE_SIGNING_KEY"
-PUBLIC_KEY_ENV = "FLYWHEEL_EVIDENCE_PUBLIC_KEY"
+SIGNING_KEY_ENV = settings.FLYWHEEL_EVIDENCE_SIGNING_KEY.name
+PUBLIC_KEY_ENV = settings.FLYWHEEL_EVIDENCE_PUBLIC_KEY.name
 ALGORITHM = "ed25519"
 
 
@@ -149,7 +150,7 @@ def _secret_bytes(reference: str) -> bytes:
 
 def load_signer(reference: str | None = None) -> Signer | None:
     """The configured signer (None when no key is configured)."""
-    ref = reference if reference is not None else os.environ.get(SIGNING_KEY_ENV, "")
+    ref = reference if reference is not None else settings.FLYWHEEL_EVIDENCE_SIGNING_KEY.get()
     if not ref:
         return None
     if ref.startswith("k8s:"):
@@ -167,7 +168,7 @@ def load_signer(reference: str | None = None) -> Signer | None:
 
 def load_verifier(path: str | Path | None = None) -> Verifier | None:
     """The verifier for ``path`` or ``FLYWHEEL_EVIDENCE_PUBLIC_KEY`` (None when neither is set)."""
-    ref = str(path) if path else os.environ.get(PUBLIC_KEY_ENV, "")
+    ref = str(path) if path else settings.FLYWHEEL_EVIDENCE_PUBLIC_KEY.get()
     if not ref:
         return None
     try:

@@ -32,6 +32,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from flywheel_chaos import settings
 from harness.errors import ConfigError
 from harness.record.evidence import canonical, record_files, sha256
 from harness.record.signing import Signer, Verifier
@@ -163,7 +164,7 @@ def load_store(environ: Mapping[str, str] | None = None) -> EvidenceStore | None
             f"{URL_ENV}={url!r} is not s3://BUCKET/PREFIX", "for example s3://tofu-evidence/lab"
         )
     endpoint = _setting(env, "FLYWHEEL_EVIDENCE_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
-    state_bucket = env.get("TOFU_STATE_BUCKET") or "tofu-state"
+    state_bucket = settings.TOFU_STATE_BUCKET.get(env)
     state_endpoint = env.get("AWS_ENDPOINT_URL_S3", "")
     if parsed.netloc == state_bucket and endpoint.rstrip("/") == state_endpoint.rstrip("/"):
         raise ConfigError(

@@ -6,14 +6,12 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client, config
-from labkit import BIN, REPO, cli, fresh_run_env, running_lab, s3_client
 
 from actions.nodes import make_node_unavailable, restore_node
 from flywheel_chaos.kube.intents import INTENT_ANNOTATION
@@ -23,29 +21,12 @@ from harness.processes import pid_alive, wait_until
 from harness.record.evidence import record_files
 from harness.record.verdict import fault_effect
 from probes.state_authority import state_authority_serving_within
+from tests.support.labkit import BIN, REPO, cli, s3_client
 
 pytestmark = pytest.mark.lab
+RUN_ENV = {"FLYWHEEL_NODE_FAULT_DURATION_S": "45"}
 
 CHAOS = str(BIN / "chaos")
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with running_lab(".lab-test-node-loss") as instance:
-        yield instance
-
-
-@pytest.fixture
-def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = fresh_run_env(lab, tmp_path, monkeypatch)
-    env["FLYWHEEL_NODE_FAULT_DURATION_S"] = "45"
-    monkeypatch.setenv("FLYWHEEL_NODE_FAULT_DURATION_S", "45")
-    return env
-
-
-@pytest.fixture
-def core(lab: Lab) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
 
 
 def _start(experiment: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:

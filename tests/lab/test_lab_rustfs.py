@@ -8,14 +8,12 @@ each fault, over repeated runs, is measured by ``benchmarks/ha_candidate.py``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from kubernetes import client, config
-from labkit import chaos_run, fresh_run_env, running_lab, s3_client
+from kubernetes import client
 
 from harness.controls.lease import holding_lease
 from harness.lab.build import rustfs_built
@@ -27,6 +25,7 @@ from harness.lab.faults.bucket_index_loss import (
 )
 from harness.processes import wait_until
 from probes.state_authority import state_authority_serving_within
+from tests.support.labkit import chaos_run, s3_client
 
 pytestmark = [
     pytest.mark.lab,
@@ -34,22 +33,7 @@ pytestmark = [
         not rustfs_built(), reason="RustFS is not built: flywheel-chaos lab build --rustfs"
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with running_lab(".lab-test-rustfs", topology="interim") as instance:
-        yield instance
-
-
-@pytest.fixture
-def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return fresh_run_env(lab, tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def core(lab: Lab) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
+TOPOLOGY = "interim"
 
 
 def _run(experiment: str, env: dict[str, str], tmp_path: Path) -> tuple[dict[str, Any], str]:

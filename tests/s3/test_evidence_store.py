@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import empty_and_delete_bucket
-from netfaults import closed_port_endpoint
 
 from harness.cli import main
 from harness.lab.seaweed import SeaweedS3
 from harness.record.evidence import canonical, new_record, record_files, self_hash, sha256
 from harness.record.recorder import record
+from tests.support.netfaults import closed_port_endpoint
+from tests.support.s3kit import empty_and_delete_bucket
 
 pytestmark = pytest.mark.s3
 

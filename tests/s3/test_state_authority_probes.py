@@ -1,75 +1,28 @@
 """The S3 probes against real S3 servers (SeaweedFS and RustFS): success paths and each failure class.
 
-Every test here runs against both servers: the module's ``server`` fixture is
-parametrised, and the shared fixtures (``s3_admin``, ``state_bucket``,
-``authority_env``) are redefined here on top of it.
+Every test here runs against both servers: the S3 folder's ``server`` fixture is
+parametrised (``SERVERS``), and every fixture on top of it (``s3_admin``, ``state_bucket``,
+``authority_env``) follows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
-from conftest import STATE_KEY, admin_client, empty_and_delete_bucket, make_bucket
-from netfaults import closed_port_endpoint, header_stripping_proxy, silent_listener
 
 from flywheel_chaos.s3.authority import CANARY_PREFIX
 from harness.lab.rustfs import RustFSServer
 from harness.lab.seaweed import SeaweedS3
 from probes import state_authority as sa
+from tests.support.netfaults import closed_port_endpoint, header_stripping_proxy, silent_listener
+from tests.support.s3kit import STATE_KEY
 
 pytestmark = pytest.mark.s3
-
-
-@pytest.fixture(scope="module", params=["seaweedfs", "rustfs"])
-def server(request: pytest.FixtureRequest) -> SeaweedS3 | RustFSServer:
-    """Each real S3 server in turn."""
-    found: SeaweedS3 | RustFSServer = request.getfixturevalue(
-        "seaweed" if request.param == "seaweedfs" else "rustfs"
-    )
-    return found
-
-
-@pytest.fixture(scope="module")
-def s3_admin(server: SeaweedS3 | RustFSServer) -> Any:
-    return admin_client(server)
-
-
-@pytest.fixture
-def state_bucket(s3_admin: Any) -> Iterator[str]:
-    name = make_bucket(s3_admin)
-    yield name
-    empty_and_delete_bucket(s3_admin, name)
-
-
-@pytest.fixture
-def unversioned_bucket(s3_admin: Any) -> Iterator[str]:
-    name = make_bucket(s3_admin, versioned=False)
-    yield name
-    empty_and_delete_bucket(s3_admin, name)
-
-
-@pytest.fixture
-def authority_env(
-    server: SeaweedS3 | RustFSServer, state_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    env = {
-        "AWS_ENDPOINT_URL_S3": server.endpoint,
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": server.access_key,
-        "AWS_SECRET_ACCESS_KEY": server.secret_key,
-        "TOFU_STATE_BUCKET": state_bucket,
-        "TOFU_STATE_KEY": STATE_KEY,
-    }
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
+SERVERS = ["seaweedfs", "rustfs"]
 
 
 def _keys(client: Any, bucket: str) -> list[str]:

@@ -13,13 +13,11 @@ import subprocess
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
-from labkit import cli, fresh_run_env, running_lab
+from kubernetes import client
 
 from actions.pods import delete_state_authority_pods
 from flywheel_chaos.s3.authority import load_authority
@@ -32,28 +30,13 @@ from harness.record.evidence import new_record, write_record
 from harness.record.rca import collect
 from harness.record.recorder import target_fingerprint
 from probes.state_authority import state_authority_serving_within
+from tests.support.labkit import cli
 
 pytestmark = pytest.mark.lab
+TOPOLOGY = "ha"
 
 GATEWAYS = "app.kubernetes.io/name=attic-rustfs-openebs"
 COMPONENTS = ("tofu-meta", "seaweedfs-master", "seaweedfs-volume", "attic-rustfs-openebs")
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    # the old name still works for a release: it is the alias of ha-seaweedfs
-    with running_lab(".lab-test-ha", topology="ha") as instance:
-        yield instance
-
-
-@pytest.fixture
-def lab_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return fresh_run_env(lab, tmp_path, monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def core(lab: Lab) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
 
 
 def _ready_gateways(core: client.CoreV1Api) -> list[client.V1Pod]:
@@ -80,27 +63,27 @@ def test_every_node_runs_one_member_of_each_component(core: client.CoreV1Api) ->
     )
 
 
-def _guard(lab_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _guard(run_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``flywheel-chaos guard --json``, once more after 5 s when its only failure was a canary
     read answering NoSuchKey right after its write: seen once in CI-like runs under extra
     load (a read through another gateway than the write; README, known findings). The
     guard itself stays strict; a second such failure, or any other, fails the test."""
-    result = cli(["guard", "--json"], lab_env)
+    result = cli(["guard", "--json"], run_env)
     if result.returncode == 1:
         failed = [c for c in json.loads(result.stdout)["checks"] if not c["ok"]]
         if [(c["name"], c["error"]["class"]) for c in failed] == [
             ("canary-write-read-delete", "no-such-key")
         ]:
             time.sleep(5)
-            result = cli(["guard", "--json"], lab_env)
+            result = cli(["guard", "--json"], run_env)
     return result
 
 
 def test_the_guard_passes_with_three_gateways_behind_one_service(
-    lab_env: dict[str, str], core: client.CoreV1Api
+    run_env: dict[str, str], core: client.CoreV1Api
 ) -> None:
     assert len(_ready_gateways(core)) == 3
-    result = _guard(lab_env)
+    result = _guard(run_env)
     assert result.returncode == 0, result.stdout + result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     # the 8 racers are spread over the gateways by the service proxy: still one winner
@@ -108,11 +91,11 @@ def test_the_guard_passes_with_three_gateways_behind_one_service(
 
 
 def test_the_gate_reads_a_replicated_posture_and_refuses_the_interim_flag(
-    lab_env: dict[str, str],
+    run_env: dict[str, str],
 ) -> None:
-    guard = _guard(lab_env)  # the gate's mode needs a passing guard to say posture_unknown
+    guard = _guard(run_env)  # the gate's mode needs a passing guard to say posture_unknown
     assert guard.returncode == 0, guard.stdout + guard.stderr
-    result = cli(["gate", "--json", "--expect-interim"], lab_env)
+    result = cli(["gate", "--json", "--expect-interim"], run_env)
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["mode"] == "posture_unknown"
@@ -129,10 +112,10 @@ def test_the_gate_reads_a_replicated_posture_and_refuses_the_interim_flag(
 
 
 def test_with_five_survived_runs_of_every_fault_on_this_posture_the_gate_is_green(
-    lab_env: dict[str, str],
+    run_env: dict[str, str],
 ) -> None:
     live = target_fingerprint(load_authority())
-    directory = Path(lab_env["FLYWHEEL_EVIDENCE_DIR"])
+    directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
     effect = {"took_effect": True, "dry_run": False, "why": "synthetic"}
 
     def survived(fault: str, fingerprint: dict[str, object]) -> None:
@@ -151,7 +134,7 @@ def test_with_five_survived_runs_of_every_fault_on_this_posture_the_gate_is_gree
     older = {**live, "workloads": [{**w, "images": ["sha256:old"]} for w in live["workloads"]]}
     for _ in range(5):
         survived("pod-delete", older)
-    stale = json.loads(cli(["gate", "--json"], lab_env).stdout)
+    stale = json.loads(cli(["gate", "--json"], run_env).stdout)
     row = next(r for r in stale["requirements"] if r["requirement"] == "pod-restart")
     assert row["status"] == "stale" and "image digest changed" in row["detail"], row
     for fault in ("pod-delete", "node-drain", "node-unavailable"):
@@ -165,15 +148,15 @@ def test_with_five_survived_runs_of_every_fault_on_this_posture_the_gate_is_gree
         write_record(
             new_record(kind=kind, fault=fault, verdict="passed", fingerprint=live), directory
         )
-    green = cli(["gate"], lab_env)
+    green = cli(["gate"], run_env)
     assert green.returncode == 0, green.stdout
     assert "mode=ha_ready" in green.stdout
-    flag = cli(["gate", "--expect-interim"], lab_env)
+    flag = cli(["gate", "--expect-interim"], run_env)
     assert flag.returncode == 1 and "mode=stale_interim_flag" in flag.stdout
 
 
 def test_losing_a_gateway_keeps_state_served_and_a_replacement_returns(
-    lab_env: dict[str, str], core: client.CoreV1Api
+    run_env: dict[str, str], core: client.CoreV1Api
 ) -> None:
     (on_bumble,) = [p for p in _ready_gateways(core) if p.spec.node_name == "bumble"]
     core.delete_namespaced_pod(on_bumble.metadata.name, STATE_NAMESPACE, _request_timeout=5)
@@ -190,7 +173,7 @@ def test_losing_a_gateway_keeps_state_served_and_a_replacement_returns(
 
 
 def test_a_restarted_volume_server_never_shares_its_volume_with_its_replacement(
-    lab_env: dict[str, str], core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
+    run_env: dict[str, str], core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     member = "flywheel.lab/member=seaweedfs-volume-bumble"
     claim = core.read_namespaced_persistent_volume_claim(
@@ -250,7 +233,7 @@ def _disk_listing(bundle: Path) -> dict[str, Any]:
 
 
 def test_the_rca_debug_pods_read_each_readwriteoncepod_volume_through_its_node_as_the_lab_sees_it(
-    lab_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
+    run_env: dict[str, str], tmp_path: Path, core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     authority = load_authority()
     monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "lab")
@@ -286,7 +269,7 @@ def _moving(entry: dict[str, Any]) -> bool:
 
 
 def test_a_refused_debug_pod_leaves_the_bundle_without_a_disk_view_saying_why(
-    lab_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
     monkeypatch.setenv("FLYWHEEL_RCA_HELPER_NAMESPACE", "no-such-namespace")
@@ -299,7 +282,7 @@ def test_a_refused_debug_pod_leaves_the_bundle_without_a_disk_view_saying_why(
 
 
 def test_the_rca_starts_no_debug_pod_on_a_node_outside_the_allowlist(
-    lab_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLYWHEEL_RCA_DISK_VIEW", "debug-pod")
     monkeypatch.setenv("FLYWHEEL_NODE_ALLOWLIST", "bumble")

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 import yaml
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client, config
-from labkit import BIN, REPO, cli, disruption_budget, fresh_run_env, running_lab
 
 from actions.nodes import cordon_node, drain_node, uncordon_node
 from flywheel_chaos.kube.intents import INTENT_ANNOTATION
@@ -31,27 +29,11 @@ from harness.record.evidence import new_record, record_files, write_record
 from harness.record.recorder import target_fingerprint
 from harness.recover import recover
 from probes.state_authority import state_authority_serving_within
+from tests.support.labkit import BIN, REPO, cli, disruption_budget
 
 pytestmark = pytest.mark.lab
 
 CHAOS = str(BIN / "chaos")
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with running_lab(".lab-test-experiments") as instance:
-        yield instance
-
-
-@pytest.fixture
-def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The lab's environment with a fresh evidence and state directory per test."""
-    return fresh_run_env(lab, tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def core(lab: Lab) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
 
 
 def _start(

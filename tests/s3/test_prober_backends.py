@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from netfaults import missing_key_server, round_robin_proxy
 
 from flywheel_chaos.s3.authority import load_authority
 from harness.controls.prober import Prober, Sample, summarize
 from harness.lab.seaweed import SeaweedS3
 from harness.record.verdict import decide, fault_effect
+from tests.support.netfaults import missing_key_server, round_robin_proxy
 
 
 def _sample_for(prober: Prober, seconds: float) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import subprocess
 
-from conftest import REPO
+from tests.support.s3kit import REPO
 
 RUN_OUTPUT = (
     "*.journal.json",

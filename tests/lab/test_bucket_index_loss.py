@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from labkit import chaos_run, cli, fresh_run_env, running_lab, s3_client
 
 from flywheel_chaos.kube.safety import SafetyRefusal
 from flywheel_chaos.s3.authority import load_authority
@@ -18,19 +16,9 @@ from harness.lab.cluster import Lab
 from harness.lab.faults.bucket_index_loss import _server, lose_bucket_index, remove_scratch_bucket
 from harness.lab.faults.index_internals import filer_conf
 from harness.record.rca import collect
+from tests.support.labkit import chaos_run, cli, s3_client
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with running_lab(".lab-test-bucket-index-loss") as instance:
-        yield instance
-
-
-@pytest.fixture
-def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return fresh_run_env(lab, tmp_path, monkeypatch)
 
 
 def _state_etag(env: dict[str, str]) -> str:

@@ -23,7 +23,7 @@ from harness.lab.testing import scratch_lab
 from harness.processes import wait_until
 from harness.record.evidence import record_files
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 BIN = Path(sys.executable).parent
@@ -116,14 +116,14 @@ def disruption_budget(lab: Lab, namespace: str, app: str, min_available: int = 1
         policy.delete_namespaced_pod_disruption_budget(name, namespace)
 
 
-def running_lab(name: str, topology: str = "interim-seaweedfs") -> AbstractContextManager[Lab]:
-    """A fresh lab in REPO/<name> with ``topology``, stopped and removed after.
+def running_lab(root: Path, topology: str = "interim-seaweedfs") -> AbstractContextManager[Lab]:
+    """A fresh lab in ``root`` (a temporary directory) with ``topology``, removed after.
 
     The harness's own behaviour (controls, faults, gate, lab) is tested on the
     SeaweedFS topologies, which need no RustFS build; what RustFS does is
     tested on ``interim`` and ``ha-rustfs`` in test_lab_rustfs.py.
     """
-    return scratch_lab(REPO / name, topology)
+    return scratch_lab(root, topology)
 
 
 def s3_client(env: dict[str, str]) -> Any:

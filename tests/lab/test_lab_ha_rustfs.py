@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
-from labkit import chaos_run, cli, fresh_run_env, running_lab
+from kubernetes import client
 
 from actions.pods import delete_state_authority_pods
 from flywheel_chaos.s3.authority import load_authority
@@ -24,6 +22,7 @@ from harness.lab.build import rustfs_built
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
 from probes.state_authority import state_authority_serving_within
+from tests.support.labkit import chaos_run, cli
 
 pytestmark = [
     pytest.mark.lab,
@@ -31,22 +30,7 @@ pytestmark = [
         not rustfs_built(), reason="RustFS is not built: flywheel-chaos lab build --rustfs"
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with running_lab(".lab-test-ha-rustfs", topology="ha-rustfs") as instance:
-        yield instance
-
-
-@pytest.fixture
-def run_env(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return fresh_run_env(lab, tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def core(lab: Lab) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
+TOPOLOGY = "ha-rustfs"
 
 
 def test_three_servers_one_per_node_with_two_single_writer_drives_each(

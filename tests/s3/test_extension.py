@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, subprocess_env
+
+from tests.support.s3kit import REPO, subprocess_env
 
 CHAOS = str(Path(sys.executable).parent / "chaos")
 
@@ -101,3 +102,80 @@ def test_probes_and_actions_never_import_harness() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "KEPT" in result.stdout
+
+
+def test_chaos_discover_lists_the_production_activities_and_nothing_lab_only(
+    tmp_path: Path,
+) -> None:
+    import importlib
+
+    from actions import ACTION_MODULES, PROBE_MODULES
+
+    out = tmp_path / "discovery.json"
+    subprocess.run(
+        [CHAOS, "discover", "flywheel-chaos", "--no-install", "--no-system-info",
+         "--discovery-path", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    listed = {(a["mod"], a["name"]) for a in json.loads(out.read_text())["activities"]}
+    published = {
+        (module, name)
+        for module in (*ACTION_MODULES, *PROBE_MODULES)
+        for name in importlib.import_module(module).__all__
+    }
+    assert listed == published
+    assert not {name for _, name in listed} & {
+        "lose_bucket_index",
+        "restore_bucket_from_backup",
+        "remove_scratch_bucket",
+        "guard_reports_bucket_missing",
+    }
+
+
+def _activity_modules() -> list[str]:
+    return sorted(
+        f"{package}.{path.stem}"
+        for package in ("actions", "probes")
+        for path in (REPO / package).glob("*.py")
+        if path.stem != "__init__"
+    )
+
+
+@pytest.mark.parametrize("module", _activity_modules())
+def test_every_extension_module_holds_activities_only(module: str) -> None:
+    import importlib
+    import inspect
+
+    loaded = importlib.import_module(module)
+    exported = list(getattr(loaded, "__all__", []))
+    assert exported, f"{module} has no activities (__all__ is empty)"
+    public = {
+        name
+        for name, value in vars(loaded).items()
+        if inspect.isfunction(value) and value.__module__ == module and not name.startswith("_")
+    }
+    assert set(exported) == public, "every public function is an activity, and only those"
+    for name in exported:
+        parameters = list(inspect.signature(getattr(loaded, name)).parameters)
+        assert parameters[-2:] == ["configuration", "secrets"], (module, name)
+
+
+def test_a_planted_upward_import_breaks_the_layering_contract(tmp_path: Path) -> None:
+    import shutil
+
+    for package in ("flywheel_chaos", "actions", "probes", "harness"):
+        shutil.copytree(REPO / package, tmp_path / package)
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    errors = tmp_path / "flywheel_chaos" / "errors.py"
+    errors.write_text(errors.read_text() + "\nimport harness.gameday  # planted\n")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "the shared library imports none of the extension and none of the harness BROKEN" in (
+        " ".join(result.stdout.split())
+    )

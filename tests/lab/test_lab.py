@@ -12,43 +12,26 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from labkit import disruption_budget, object_bytes, running_lab, s3_client, serving
 
 from harness.errors import ConfigError, HarnessError
 from harness.lab.build import BINARIES
 from harness.lab.cluster import STATE_NAMESPACE, Lab
-from harness.lab.paths import LabPaths, free_ports
-from harness.processes import pid_alive, wait_until
+from harness.lab.paths import HOST, LabPaths, free_ports
+from harness.processes import pid_alive, port_free, wait_until
+from tests.support.labkit import disruption_budget, object_bytes, s3_client, serving
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.lab
 
 SELECTOR = "app.kubernetes.io/name=attic-rustfs-openebs"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with running_lab(".lab-test") as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def lab_env(lab: Lab) -> dict[str, str]:
-    return lab.env_values()
-
-
-@pytest.fixture(scope="module")
-def core(lab: Lab) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
 
 
 def _refuses(env: dict[str, str]) -> bool:
@@ -312,9 +295,11 @@ def test_unknown_node_names_are_refused(lab: Lab) -> None:
 def test_down_leaves_no_process_behind(lab: Lab) -> None:
     pids = [int(c["pid"]) for c in lab.read_state()["components"]] + lab.pod_pids()
     assert len(pids) >= 9
+    assert len(lab.running_components()) == len(lab.read_state()["components"]) >= 9
     lab.down(lambda message: None)
     assert [pid for pid in pids if pid_alive(pid)] == []
-    assert lab.running_components() == []
+    # nothing of the lab listens any more: every control-plane port is free again
+    assert [port for port in lab.ports.all() if not port_free(HOST, port)] == []
 
 
 def test_a_rustfs_topology_before_rustfs_is_built_is_refused_naming_the_command(
@@ -330,4 +315,7 @@ def test_a_rustfs_topology_before_rustfs_is_built_is_refused_naming_the_command(
     with pytest.raises(ConfigError, match=r"runs RustFS 1\.0\.1, which is not built") as info:
         other.up(lambda message: None)
     assert "lab build --rustfs" in info.value.hint
-    assert other.running_components() == []
+    # refused before anything started: no process state, no etcd data, no certificates
+    assert not other.paths.state.exists()
+    assert not other.paths.etcd_data.exists()
+    assert not other.paths.pki.exists()
