@@ -18,6 +18,7 @@ from flywheel_chaos.kube.client import core_api
 from flywheel_chaos.kube.drain import check_policies, evict_all, plan_drain, wait_evicted_gone
 from flywheel_chaos.kube.intents import clear_intents, node_intents, write_intent
 from flywheel_chaos.kube.nodes import set_unschedulable
+from flywheel_chaos.kube.pods import ident
 from flywheel_chaos.kube.safety import (
     check_min_ready,
     check_namespace_allowed,
@@ -204,62 +205,40 @@ def make_node_unavailable(
     ``method`` (default: ``flywheel_node_fault_method`` in the configuration,
     ``FLYWHEEL_NODE_FAULT_METHOD``, else ``kubelet-stop``):
 
-    * ``kubelet-stop``: a privileged helper pod on the node (``hostPID``,
-      ``nsenter`` into the host) schedules the kubelet's start in
-      ``duration_s`` as a host timer (the dead-man switch), then stops the
-      ``kubelet_unit`` (``kubelet``; k3s ``k3s``/``k3s-agent``, rke2
-      ``rke2-agent``). Needs ``deploy/opt-in/node-fault.yaml`` (a namespace that
-      allows privileged pods, ``helper_namespace``, and the RBAC to create them).
+    * ``kubelet-stop``: a privileged helper pod on the node (``hostPID``, ``nsenter``)
+      schedules the kubelet's start in ``duration_s`` as a host timer (the dead-man
+      switch), then stops ``kubelet_unit`` (k3s: ``k3s``/``k3s-agent``, rke2:
+      ``rke2-agent``). Needs ``deploy/opt-in/node-fault.yaml`` (``helper_namespace``).
     * ``command``: runs ``stop_command`` (``flywheel_node_stop_command``,
       ``FLYWHEEL_NODE_STOP_COMMAND``; ``{node}`` is replaced), no shell, with
       ``command_timeout_s``; the rollback runs ``start_command``.
     * ``lab-freeze`` / ``lab-crash``: only in a lab (``FLYWHEEL_LAB_DIR``), reached
       through the lab's power contract: a hung node, or a power loss of its agent and pods.
-    * ``taint`` is refused: a hand-made unreachable taint on a Ready node is
-      removed by the node lifecycle controller and tolerated by pods for 300 s.
+    * ``taint`` is refused: the node lifecycle controller removes it at once.
 
-    Checks the node and namespace allowlists (every pod the lost node would
-    displace must be in an allowlisted namespace), ``min_ready_nodes`` and the
-    lease; writes its rollback intent first; with ``dry_run`` returns the plan
-    (with the pods it would displace) and changes nothing. Then confirms the
-    fault: the node's Ready condition leaves True within ``confirm_within_s``
-    (for ``lab-crash``, the processes are gone). Returns ``{"node", "method",
-    "dry_run", "confirmed", "confirmation", "displaced", ...}``; an unconfirmed
-    fault makes the run's verdict ``aborted``, never survived.
+    Checks the node and namespace allowlists (of every pod it would displace),
+    ``min_ready_nodes`` and the lease; writes its rollback intent first; with
+    ``dry_run`` returns the plan and changes nothing. Confirms the fault: Ready
+    leaves True within ``confirm_within_s`` (``lab-crash``: the processes are
+    gone). Returns ``{"node", "method", "dry_run", "confirmed", "confirmation",
+    "displaced", ...}``; unconfirmed, the run's verdict is ``aborted``.
     """
     fault = nodefault.resolve(method, stop_command, start_command, configuration)
     duration = float(duration_s)
     check_node_allowed(name, configuration)
     core = core_api(configuration)
-    read_node(core, name)
-    check_min_ready(core, name, int(min_ready_nodes))
-    displaced = [
-        f"{p.metadata.namespace}/{p.metadata.name}"
-        for p in nodefault.displaced_pods(core, name, helper_namespace)
-    ]
-    for namespace in sorted({d.split("/", 1)[0] for d in displaced}):
-        check_namespace_allowed(namespace, configuration)
+    displaced = _checked_displacement(core, name, helper_namespace, min_ready_nodes, configuration)
     chosen = fault["method"]
-    plan: dict[str, Any] = {
-        "node": name,
-        "method": chosen,
-        "duration_s": duration if chosen == "kubelet-stop" else None,
-        "displaced": displaced,
-    }
+    kubelet_stop = duration if chosen == "kubelet-stop" else None
+    plan = {"node": name, "method": chosen, "duration_s": kubelet_stop, "displaced": displaced}
     if dry_run:
         return {**plan, "dry_run": True, "confirmed": False}
     require_lease(configuration)
-    undo = {
-        "method": chosen,
-        "lab_dir": fault["lab"],
-        "start_command": fault["start"] if chosen == "command" else "",
-        "command_timeout_s": float(command_timeout_s),
-        "kubelet_unit": kubelet_unit,
-        "helper_namespace": helper_namespace if chosen == "kubelet-stop" else "",
-        "ready_within_s": float(ready_within_s) or duration + 120.0,
-    }
+    helper = nodefault.Helper(helper_namespace, helper_image, kubelet_unit)
+    undo = nodefault.undo_record(
+        fault, helper, float(command_timeout_s), float(ready_within_s) or duration + 120.0
+    )
     write_intent(core, "unavailable", name, undo)
-    helper = (helper_namespace, helper_image, kubelet_unit)
     try:
         injected = nodefault.inject(core, fault, name, helper, duration, float(command_timeout_s))
     except ActivityFailed as exc:
@@ -275,13 +254,21 @@ def make_node_unavailable(
     confirmed, confirmation = nodefault.confirm(
         core, name, chosen, injected, float(confirm_within_s)
     )
-    return {
-        **plan,
-        **injected,
-        "dry_run": False,
-        "confirmed": confirmed,
-        "confirmation": confirmation,
-    }
+    outcome = {"dry_run": False, "confirmed": confirmed, "confirmation": confirmation}
+    return {**plan, **injected, **outcome}
+
+
+def _checked_displacement(
+    core: Any, name: str, helper_namespace: str, min_ready_nodes: int, configuration: Configuration
+) -> list[str]:
+    """The pods losing ``name`` displaces, once the node, its allowlists and the nodes that
+    would stay Ready are checked (every displaced pod's namespace must be allowlisted)."""
+    read_node(core, name)
+    check_min_ready(core, name, int(min_ready_nodes))
+    displaced = [ident(p) for p in nodefault.displaced_pods(core, name, helper_namespace)]
+    for namespace in sorted({d.split("/", 1)[0] for d in displaced}):
+        check_namespace_allowed(namespace, configuration)
+    return displaced
 
 
 def restore_node(

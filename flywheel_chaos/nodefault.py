@@ -30,7 +30,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Mapping
-from typing import Any, Final, TypedDict
+from typing import Any, Final, NamedTuple, TypedDict
 
 from chaoslib.exceptions import ActivityFailed
 from kubernetes import client
@@ -47,6 +47,7 @@ __all__ = [
     "METHODS",
     "CommandOutcome",
     "FaultPlan",
+    "Helper",
     "bring_back",
     "confirm",
     "delete_helper",
@@ -56,6 +57,7 @@ __all__ = [
     "kubelet_stop_script",
     "resolve",
     "run_command",
+    "undo_record",
 ]
 
 logger = logging.getLogger("flywheel_chaos.actions")
@@ -281,23 +283,47 @@ def resolve(
     )
 
 
+class Helper(NamedTuple):
+    """The kubelet-stop helper pod: where it runs, its image, the kubelet unit it stops."""
+
+    namespace: str
+    image: str
+    unit: str
+
+
+def undo_record(
+    plan: FaultPlan, helper: Helper, command_timeout_s: float, ready_within_s: float
+) -> dict[str, Any]:
+    """What the rollback (and ``recover``) needs to bring the node back."""
+    method = plan["method"]
+    return {
+        "method": method,
+        "lab_dir": plan["lab"],
+        "start_command": plan["start"] if method == "command" else "",
+        "command_timeout_s": command_timeout_s,
+        "kubelet_unit": helper.unit,
+        "helper_namespace": helper.namespace if method == "kubelet-stop" else "",
+        "ready_within_s": ready_within_s,
+    }
+
+
 def inject(
     core: client.CoreV1Api,
     plan: FaultPlan,
     node: str,
-    helper: tuple[str, str, str],
+    helper: Helper,
     duration_s: float,
     command_timeout_s: float,
 ) -> dict[str, Any]:
-    """Inject the planned fault; ``helper`` is (namespace, image, kubelet unit).
+    """Inject the planned fault.
 
     Raises ``ActivityFailed`` when a kubelet-stop helper pod cannot be created (nothing was
     injected) or a command fails.
     """
     method = plan["method"]
     if method == "kubelet-stop":
-        namespace, image, unit = helper
-        return {"helper_pod": start_helper(core, node, namespace, image, unit, duration_s)}
+        pod = start_helper(core, node, helper.namespace, helper.image, helper.unit, duration_s)
+        return {"helper_pod": pod}
     if method == "command":
         return {"stop": run_command(plan["stop"], node, command_timeout_s, "stop")}
     state = power.request(plan["lab"], node, "freeze" if method == "lab-freeze" else "off")

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 import botocore.exceptions
 
@@ -252,30 +252,58 @@ class _PutOutcome:
     status: int
     code: str
     version_id: str | None = None
+    attempts: int = 1
+    ms: float = 0.0
+
+
+ANSWERED_TRANSIENT: Final = frozenset({500, 502, 503, 504})
+"""Statuses a server *answered* that say the write did not happen now (busy, below quorum,
+SlowDown): a conditional PUT may be retried after them. A timeout is never retried: the
+write may have landed, and the retry would see its own lock as contention."""
 
 
 def _conditional_put(
-    authority: StateAuthority, key: str, body: bytes, read_timeout_s: float = 0.0
+    authority: StateAuthority,
+    key: str,
+    body: bytes,
+    read_timeout_s: float = 0.0,
+    retry_until: float | None = None,
 ) -> _PutOutcome:
-    """One ``If-None-Match: *`` PUT, never retried: a retry after a lost answer
-    would see its own lock and read as contention. Servers serialise contended
-    conditional writes (SeaweedFS makes a loser wait about 1 s), so a race may
-    use a longer ``read_timeout_s`` than the authority's."""
+    """One ``If-None-Match: *`` PUT. Servers serialise contended conditional writes
+    (SeaweedFS makes a loser wait about 1 s), so a race may use a longer ``read_timeout_s``
+    than the authority's. With ``retry_until`` (a monotonic instant), an answered 5xx is
+    retried with the authority's backoff until then, each attempt logged; a second winner
+    that such a retry could create is still caught by the race's count."""
     if read_timeout_s > authority.read_timeout_s:
         # half-second steps keep the client cache small
         authority = authority.with_overrides(read_timeout_s=math.ceil(read_timeout_s * 2) / 2)
     client = s3_client(authority)
-    try:
-        response = client.put_object(Bucket=authority.bucket, Key=key, Body=body, IfNoneMatch="*")
-    except botocore.exceptions.ClientError as exc:
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        code = str(exc.response.get("Error", {}).get("Code", status))
-        if status in (409, 412):
-            return _PutOutcome(status, code)
-        raise classify(exc, authority, subject=key) from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        raise classify(exc, authority, subject=key) from exc
-    return _PutOutcome(200, "OK", response.get("VersionId") or "null")
+    started, attempt = time.monotonic(), 0
+    while True:
+        attempt += 1
+        try:
+            response = client.put_object(
+                Bucket=authority.bucket, Key=key, Body=body, IfNoneMatch="*"
+            )
+            ms = round((time.monotonic() - started) * 1000, 1)
+            return _PutOutcome(200, "OK", response.get("VersionId") or "null", attempt, ms)
+        except botocore.exceptions.ClientError as exc:
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            code = str(exc.response.get("Error", {}).get("Code", status))
+            if status in (409, 412):
+                ms = round((time.monotonic() - started) * 1000, 1)
+                return _PutOutcome(status, code, None, attempt, ms)
+            pause = authority.retry.delay(attempt)
+            if (
+                retry_until is None
+                or status not in ANSWERED_TRANSIENT
+                or time.monotonic() + pause >= retry_until
+            ):
+                raise classify(exc, authority, subject=key) from exc
+            logger.info("conditional PUT %s: attempt %d answered %d %s", key, attempt, status, code)
+            time.sleep(pause)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise classify(exc, authority, subject=key) from exc
 
 
 def _lock_body(run_id: str) -> bytes:
@@ -284,14 +312,8 @@ def _lock_body(run_id: str) -> bytes:
     ).encode()
 
 
-def check_lock_exclusive(
-    authority: StateAuthority, race_writers: int = 8, race_timeout_s: float = 10.0
-) -> dict[str, Any]:
-    if not 2 <= race_writers <= 32:
-        raise StateAuthorityError(
-            "other", "configuration", f"race_writers {race_writers} is outside 2..32", "use 8"
-        )
-    deadline = time.monotonic() + authority.timeout_s
+def _held_lock_refuses(authority: StateAuthority) -> tuple[_PutOutcome, _PutOutcome]:
+    """A fresh lock's conditional PUT wins and a second one gets 412; both removed."""
     key = _canary_key("locks") + ".tflock"
     written: list[str | None] = []
     try:
@@ -312,34 +334,34 @@ def check_lock_exclusive(
                 "200",
                 f"a second If-None-Match: * PUT of the held lock {key} succeeded (expected 412)",
             )
+        return first, second
     finally:
         if written:
             _delete_quietly(authority, key, written)
-    if time.monotonic() >= deadline:
-        raise StateAuthorityError(
-            "timeout", "deadline", "lock check ran out of time before the race"
-        )
 
-    # Servers serialise contended conditional writers: SeaweedFS lets each
-    # loser retry its lock in 1 s steps, so 8 racers can take 5 s. The race
-    # has its own bound.
-    race_started = time.monotonic()
-    deadline = race_started + race_timeout_s
-    race_key = _canary_key("locks") + "-race.tflock"
-    barrier = threading.Barrier(race_writers)
+
+def _race(
+    authority: StateAuthority, writers: int, timeout_s: float
+) -> list[_PutOutcome | StateAuthorityError]:
+    """``writers`` conditional PUTs of one fresh lock, released together by a barrier.
+
+    The race has its own bound (servers serialise contended writers: SeaweedFS lets each
+    loser retry in 1 s steps, so 8 racers can take 5 s). A fixed read bound (the race's own),
+    not one derived from the time left: the client cache is keyed by its timeouts, and a
+    bound that changed from run to run built a cold client for every race.
+    """
+    deadline = time.monotonic() + timeout_s
+    key = _canary_key("locks") + "-race.tflock"
+    barrier = threading.Barrier(writers)
     outcomes: list[_PutOutcome | StateAuthorityError] = []
-    outcomes_lock = threading.Lock()
-
-    # a fixed read bound (the race's own), not one derived from the time left: the
-    # client cache is keyed by its timeouts, and a bound that changed from run to run
-    # built a cold client (new connections, staggered racers) for every race
-    race_budget_s = max(authority.read_timeout_s, race_timeout_s)
+    lock = threading.Lock()
+    budget_s = max(authority.read_timeout_s, timeout_s)
 
     def contender(index: int) -> None:
         try:
             barrier.wait(timeout=max(0.1, deadline - time.monotonic()))
             outcome: _PutOutcome | StateAuthorityError = _conditional_put(
-                authority, race_key, _lock_body(f"{race_key}#{index}"), read_timeout_s=race_budget_s
+                authority, key, _lock_body(f"{key}#{index}"), budget_s, retry_until=deadline
             )
         except StateAuthorityError as exc:
             outcome = exc
@@ -347,12 +369,12 @@ def check_lock_exclusive(
             outcome = StateAuthorityError(
                 "timeout", "barrier", "race contenders did not start in time"
             )
-        with outcomes_lock:
+        with lock:
             outcomes.append(outcome)
 
     threads = [
         threading.Thread(target=contender, args=(i,), name=f"lock-race-{i}", daemon=True)
-        for i in range(race_writers)
+        for i in range(writers)
     ]
     for thread in threads:
         thread.start()
@@ -362,10 +384,35 @@ def check_lock_exclusive(
             timeout=max(0.0, deadline - time.monotonic()) + authority.attempt_budget_s + 0.5
         )
     winners = [o for o in outcomes if isinstance(o, _PutOutcome) and o.status == 200]
+    if winners:
+        _delete_quietly(authority, key, [w.version_id for w in winners])
+    return outcomes
+
+
+def check_lock_exclusive(
+    authority: StateAuthority, race_writers: int = 8, race_timeout_s: float = 10.0
+) -> dict[str, Any]:
+    if not 2 <= race_writers <= 32:
+        raise StateAuthorityError(
+            "other", "configuration", f"race_writers {race_writers} is outside 2..32", "use 8"
+        )
+    deadline = time.monotonic() + authority.timeout_s
+    first, second = _held_lock_refuses(authority)
+    if time.monotonic() >= deadline:
+        raise StateAuthorityError(
+            "timeout", "deadline", "lock check ran out of time before the race"
+        )
+    race_started = time.monotonic()
+    outcomes = _race(authority, race_writers, race_timeout_s)
+    winners = [o for o in outcomes if isinstance(o, _PutOutcome) and o.status == 200]
     refused = [o for o in outcomes if isinstance(o, _PutOutcome) and o.status != 200]
     failures = [o for o in outcomes if isinstance(o, StateAuthorityError)]
-    if winners:
-        _delete_quietly(authority, race_key, [w.version_id for w in winners])
+    if len(winners) > 1:  # a second winner fails it whatever else happened
+        raise StateAuthorityError(
+            "lock-not-exclusive",
+            "200",
+            f"{len(winners)} of {race_writers} concurrent If-None-Match: * PUTs succeeded (expected exactly 1)",
+        )
     if failures:
         raise failures[0].with_note(f"during a race of {race_writers} conditional PUTs")
     if len(outcomes) < race_writers:
@@ -377,9 +424,10 @@ def check_lock_exclusive(
     if len(winners) != 1:
         raise StateAuthorityError(
             "lock-not-exclusive",
-            "200" if winners else "NoWinner",
-            f"{len(winners)} of {race_writers} concurrent If-None-Match: * PUTs succeeded (expected exactly 1)",
+            "NoWinner",
+            f"none of {race_writers} concurrent If-None-Match: * PUTs succeeded (expected exactly 1)",
         )
+    racers = sorted(outcomes, key=lambda o: o.ms if isinstance(o, _PutOutcome) else 0.0)
     return {
         "first_put": first.status,
         "second_put": second.status,
@@ -387,7 +435,9 @@ def check_lock_exclusive(
         "race_writers": race_writers,
         "race_winners": len(winners),
         "race_refusals": sorted({o.status for o in refused}),
+        "race_retries": sum(o.attempts - 1 for o in winners + refused),
         "race_ms": round((time.monotonic() - race_started) * 1000, 1),
+        "racers_ms": [o.ms for o in racers if isinstance(o, _PutOutcome)],
     }
 
 

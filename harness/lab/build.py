@@ -354,6 +354,38 @@ def _toolchain() -> str:
     )
 
 
+def _run_logged(
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    progress: Callable[[str], None],
+    started: float,
+) -> int:
+    """Run cargo in its own session, its output to ``log_path``, progress every 15 s."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        compiled, last_report = 0, 0.0
+        for line in process.stdout:
+            log.write(line)
+            if line.strip().startswith("Compiling"):
+                compiled += 1
+            if time.monotonic() - last_report > 15:
+                last_report = time.monotonic()
+                progress(
+                    f"rustfs: {compiled} crates, {time.monotonic() - started:.0f}s "
+                    f"({line.strip()[:60]})"
+                )
+        return process.wait()
+
+
 def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:
     """``cargo install`` RustFS into the cargo cache and copy it next to the Go tools."""
     cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
@@ -398,28 +430,7 @@ def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:
         f"rustfs: cargo install rustfs {RUSTFS_VERSION} ({toolchain or 'stable'}, {linker}) ..."
     )
     log_path = target / "build-rustfs.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        assert process.stdout is not None
-        compiled, last_report = 0, 0.0
-        for line in process.stdout:
-            log.write(line)
-            if line.strip().startswith("Compiling"):
-                compiled += 1
-            if time.monotonic() - last_report > 15:
-                last_report = time.monotonic()
-                progress(
-                    f"rustfs: {compiled} crates, {time.monotonic() - started:.0f}s "
-                    f"({line.strip()[:60]})"
-                )
-        code = process.wait()
+    code = _run_logged(argv, env, log_path, progress, started)
     if code != 0:
         raise HarnessError(
             f"cargo install rustfs {RUSTFS_VERSION} failed (exit {code})",

@@ -46,13 +46,32 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
 
 
-def ensure_pki(directory: Path) -> None:
-    """Create the CA, the API server's serving cert, client certs and the SA key if missing."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
+SERVER_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+SERVER_IPS = ("127.0.0.1", "10.96.0.1")
+
+
+def _ca(directory: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The lab's CA, created once."""
     ca_cert_path, ca_key_path = directory / "ca.crt", directory / "ca.key"
     if not ca_cert_path.exists():
         ca_key = _key()
+        usage = x509.KeyUsage(
+            digital_signature=True,
+            key_cert_sign=True,
+            crl_sign=True,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            encipher_only=False,
+            decipher_only=False,
+        )
         ca_cert = (
             x509.CertificateBuilder()
             .subject_name(_name("flywheel-lab-ca"))
@@ -62,70 +81,57 @@ def ensure_pki(directory: Path) -> None:
             .not_valid_before(_now())
             .not_valid_after(_now() + dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(usage, critical=True)
             .sign(ca_key, hashes.SHA256())
         )
         write_private(ca_key_path, _pem_key(ca_key))
         ca_cert_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    ca_key_loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
-    ca_cert_loaded = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
-    assert isinstance(ca_key_loaded, ec.EllipticCurvePrivateKey)
+    loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+    assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+    return loaded, x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
 
-    def issue(stem: str, subject: x509.Name, server: bool) -> None:
-        if (directory / f"{stem}.crt").exists():
-            return
-        key = _key()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_cert_loaded.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now())
-            .not_valid_after(_now() + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.DNSName("kubernetes"),
-                        x509.DNSName("kubernetes.default"),
-                        x509.DNSName("kubernetes.default.svc"),
-                        x509.DNSName("kubernetes.default.svc.cluster.local"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
-                    ]
-                ),
-                critical=False,
-            )
-        cert = builder.sign(ca_key_loaded, hashes.SHA256())
-        write_private(directory / f"{stem}.key", _pem_key(key))
-        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    issue("apiserver", _name("kube-apiserver"), server=True)
+def _issue(
+    directory: Path,
+    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    stem: str,
+    subject: x509.Name,
+    server: bool,
+) -> None:
+    """A certificate ``stem``.crt signed by the lab's CA, created once."""
+    if (directory / f"{stem}.crt").exists():
+        return
+    ca_key, ca_cert = ca
+    key = _key()
+    purpose = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now())
+        .not_valid_after(_now() + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
+    )
+    if server:
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    write_private(directory / f"{stem}.key", _pem_key(key))
+    (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def ensure_pki(directory: Path) -> None:
+    """Create the CA, the API server's serving cert, client certs and the SA key if missing."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    ca = _ca(directory)
+    _issue(directory, ca, "apiserver", _name("kube-apiserver"), server=True)
     for stem, common, org in CLIENTS:
-        issue(stem, _name(common, org), server=False)
+        _issue(directory, ca, stem, _name(common, org), server=False)
     if not (directory / "sa.key").exists():
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         write_private(directory / "sa.key", _pem_key(sa_key))

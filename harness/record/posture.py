@@ -129,6 +129,7 @@ def _claim(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
             entry["missing"] = True
             return entry
         raise
+    entry["phase"] = claim.status.phase if claim.status else None
     entry["access_modes"] = sorted(claim.spec.access_modes or [])
     entry["storage_class"] = claim.spec.storage_class_name
     entry["volume"] = claim.spec.volume_name
@@ -145,6 +146,55 @@ def _claim(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
     return entry
 
 
+def _describe(api: Any, namespace: str, kind: str, item: Any, pods: list[Any]) -> dict[str, Any]:
+    """One workload as the fingerprint holds it (images by the digests its pods run)."""
+    selector = item.spec.selector.match_labels or {}
+    own = [
+        p
+        for p in pods
+        if selector and all((p.metadata.labels or {}).get(k) == v for k, v in selector.items())
+    ]
+    statuses = [s for p in own for s in (p.status.container_statuses or [])]
+    return {
+        "kind": kind,
+        "namespace": namespace,
+        "name": item.metadata.name,
+        "uid": item.metadata.uid,
+        "replicas": item.spec.replicas,
+        "ready_replicas": (item.status.ready_replicas or 0) if item.status else 0,
+        "template_sha256": _template_sha256(api, item.spec.template),
+        "images": _digests([c.image for c in item.spec.template.spec.containers], statuses),
+    }
+
+
+def _ready_endpoints(api: Any, where: Target) -> list[Any]:
+    slices = (
+        client.DiscoveryV1Api(api)
+        .list_namespaced_endpoint_slice(
+            where.namespace,
+            label_selector=f"kubernetes.io/service-name={where.serving}",
+            _request_timeout=API_TIMEOUT,
+        )
+        .items
+    )
+    return [
+        e
+        for s in slices
+        for e in s.endpoints or []
+        if e.conditions is None or e.conditions.ready is not False
+    ]
+
+
+def _zfs_nodes(api: Any) -> list[str] | None:
+    try:
+        zfs = client.CustomObjectsApi(api).list_cluster_custom_object(
+            "zfs.openebs.io", "v1", "zfsnodes", _request_timeout=API_TIMEOUT
+        )
+    except ApiException:
+        return None
+    return sorted(i["metadata"]["name"] for i in zfs.get("items", []))
+
+
 def read_target(target: Target | None = None) -> dict[str, Any]:
     """Everything the fingerprint and the posture need, read once; ``error`` when unreadable."""
     where = target or Target.from_env()
@@ -152,75 +202,28 @@ def read_target(target: Target | None = None) -> dict[str, Any]:
     try:
         api = api_client()
         core = client.CoreV1Api(api)
+        system = core.read_namespace("kube-system", _request_timeout=API_TIMEOUT)
         facts["cluster"] = {
-            "kube_system_uid": core.read_namespace(
-                "kube-system", _request_timeout=API_TIMEOUT
-            ).metadata.uid,
+            "kube_system_uid": system.metadata.uid,
             "api_server": api.configuration.host,
         }
         workloads = _workloads(api, where)
         pods = core.list_namespaced_pod(where.namespace, _request_timeout=API_TIMEOUT).items
-        described = []
-        claim_names: list[str] = []
-        deployment_claims: set[str] = set()
-        for kind, item in workloads:
-            selector = item.spec.selector.match_labels or {}
-            own = [
-                p
-                for p in pods
-                if selector
-                and all((p.metadata.labels or {}).get(k) == v for k, v in selector.items())
-            ]
-            statuses = [s for p in own for s in (p.status.container_statuses or [])]
-            names = _claim_names(kind, item)
-            claim_names += names
-            if kind == "Deployment":
-                deployment_claims.update(names)
-            described.append(
-                {
-                    "kind": kind,
-                    "namespace": where.namespace,
-                    "name": item.metadata.name,
-                    "uid": item.metadata.uid,
-                    "replicas": item.spec.replicas,
-                    "ready_replicas": (item.status.ready_replicas or 0) if item.status else 0,
-                    "template_sha256": _template_sha256(api, item.spec.template),
-                    "images": _digests(
-                        [c.image for c in item.spec.template.spec.containers], statuses
-                    ),
-                }
-            )
-        facts["workloads"] = described
+        facts["workloads"] = [_describe(api, where.namespace, k, i, pods) for k, i in workloads]
+        claim_names = [n for kind, item in workloads for n in _claim_names(kind, item)]
+        deployment_claims = {
+            n for kind, item in workloads if kind == "Deployment" for n in _claim_names(kind, item)
+        }
         claims = [_claim(core, where.namespace, n) for n in sorted(set(claim_names))]
         for entry in claims:
             entry["restart_shares"] = entry["name"] in deployment_claims and entry[
                 "access_modes"
             ] == ["ReadWriteOnce"]
         facts["claims"] = claims
-        slices = (
-            client.DiscoveryV1Api(api)
-            .list_namespaced_endpoint_slice(
-                where.namespace,
-                label_selector=f"kubernetes.io/service-name={where.serving}",
-                _request_timeout=API_TIMEOUT,
-            )
-            .items
-        )
-        ready = [
-            e
-            for s in slices
-            for e in s.endpoints or []
-            if e.conditions is None or e.conditions.ready is not False
-        ]
+        ready = _ready_endpoints(api, where)
         facts["ready_endpoints"] = len(ready)
         facts["endpoint_nodes"] = sorted({e.node_name for e in ready if e.node_name})
-        try:
-            zfs = client.CustomObjectsApi(api).list_cluster_custom_object(
-                "zfs.openebs.io", "v1", "zfsnodes", _request_timeout=API_TIMEOUT
-            )
-            facts["openebs_zfs_nodes"] = sorted(i["metadata"]["name"] for i in zfs.get("items", []))
-        except ApiException:
-            facts["openebs_zfs_nodes"] = None
+        facts["openebs_zfs_nodes"] = _zfs_nodes(api)
     except ApiException as exc:
         facts["error"] = (
             f"reading the state authority in {where.namespace}: {exc.status} {exc.reason}"
@@ -230,6 +233,22 @@ def read_target(target: Target | None = None) -> dict[str, Any]:
     return facts
 
 
+def unknown_claims(claims: list[dict[str, Any]]) -> list[str]:
+    """Claims whose node is not known, each with why: missing, not Bound, or unpinned (a
+    volume without node affinity). None of them may clear "data only on one node"."""
+    found = []
+    for claim in claims:
+        if claim.get("missing"):
+            found.append(f"{claim['name']} is missing")
+        elif claim.get("phase") not in (None, "Bound"):
+            found.append(f"{claim['name']} is {claim.get('phase')}")
+        elif not claim.get("volume"):
+            found.append(f"{claim['name']} is bound to no volume")
+        elif not claim.get("pinned_nodes"):
+            found.append(f"{claim['name']}'s volume {claim['volume']} has no node affinity")
+    return found
+
+
 def posture(facts: dict[str, Any]) -> dict[str, Any]:
     """The HA facts the gate judges, derived from :func:`read_target`'s facts."""
     if "error" in facts:
@@ -237,9 +256,9 @@ def posture(facts: dict[str, Any]) -> dict[str, Any]:
     claims = facts["claims"]
     serving = next((w for w in facts["workloads"] if w["name"] == facts["deployment"]), None)
     pinned = [set(c["pinned_nodes"]) for c in claims if c["pinned_nodes"]]
-    unpinned = [c["name"] for c in claims if not c["pinned_nodes"]]
+    unknown = unknown_claims(claims)
     holders = set().union(*pinned) if pinned else set()
-    single = sorted(holders) if len(holders) == 1 and not unpinned else []
+    single = sorted(holders) if len(holders) == 1 else []
     volume_nodes = set(holders)
     if any(c.get("provisioner") == ZFS_PROVISIONER for c in claims):
         volume_nodes.update(facts.get("openebs_zfs_nodes") or [])
@@ -248,6 +267,7 @@ def posture(facts: dict[str, Any]) -> dict[str, Any]:
         "ready_endpoints": facts["ready_endpoints"],
         "endpoint_nodes": facts["endpoint_nodes"],
         "claims": [c["name"] for c in claims],
+        "unknown_claims": unknown,
         "data_only_on": single,
         "restart_shares_volume": [c["name"] for c in claims if c["restart_shares"]],
         "volume_nodes": sorted(volume_nodes),

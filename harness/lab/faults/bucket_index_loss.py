@@ -291,23 +291,11 @@ def lose_bucket_index(
                 "its metadata did not stay on disk, so this is not the incident's shape"
             )
     else:
-        set_rule(filer, name, present=True)
-        try:
-            plan["objects"] = _write_objects(authority, name, backup, objects, size_bytes)
-        finally:
-            # the rule must be gone before the entry is deleted, or the delete takes the kept
-            # collection (the data) with it
-            set_rule(filer, name, present=False)
-        url = f"{filer}/buckets/{name}?recursive=true&skipChunkDeletion=true"
-        status, data = filer_http("DELETE", url)
-        if status not in (200, 202, 204):
-            raise ActivityFailed(
-                f"deleting the filer entry of {name}: HTTP {status} {data[:200]!r}"
+        plan.update(
+            _seaweedfs_lose(
+                authority, lab, filer, name, backup, (objects, size_bytes), wait_missing_s
             )
-        logger.warning("bucket-index-loss: deleted the filer entry of %s, chunks kept", name)
-        plan["missing_after_s"] = wait_head(authority, name, wait_missing_s, missing=True)
-        plan["kept_on_disk"] = kept_files(lab, name)
-        plan["markers_on_disk"] = plan["kept_on_disk"]
+        )
     plan["took_effect"] = bool(plan["kept_on_disk"])
     if not plan["kept_on_disk"]:
         raise ActivityFailed(
@@ -316,6 +304,38 @@ def lose_bucket_index(
             "the data did not stay on disk, so this is not the incident's shape"
         )
     return plan
+
+
+def _seaweedfs_lose(
+    authority: StateAuthority,
+    lab: Path,
+    filer: str,
+    name: str,
+    backup: str,
+    counts: tuple[int, int],
+    wait_missing_s: float,
+) -> Result:
+    """Write the objects into a kept collection, then delete the filer entry, chunks kept."""
+    set_rule(filer, name, present=True)
+    try:
+        written = _write_objects(authority, name, backup, *counts)
+    finally:
+        # the rule must be gone before the entry is deleted, or the delete takes the kept
+        # collection (the data) with it
+        set_rule(filer, name, present=False)
+    url = f"{filer}/buckets/{name}?recursive=true&skipChunkDeletion=true"
+    status, data = filer_http("DELETE", url)
+    if status not in (200, 202, 204):
+        raise ActivityFailed(f"deleting the filer entry of {name}: HTTP {status} {data[:200]!r}")
+    logger.warning("bucket-index-loss: deleted the filer entry of %s, chunks kept", name)
+    missing_after = wait_head(authority, name, wait_missing_s, missing=True)
+    kept = kept_files(lab, name)
+    return {
+        "objects": written,
+        "missing_after_s": missing_after,
+        "kept_on_disk": kept,
+        "markers_on_disk": kept,
+    }
 
 
 def restore_bucket_from_backup(

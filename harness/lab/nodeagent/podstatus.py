@@ -33,35 +33,61 @@ def container_status(container: Container) -> dict[str, Any]:
     return status
 
 
+def _phase(runner: PodRunner) -> str:
+    containers = runner.containers
+    if containers and all(c.waiting_reason == "Terminated" for c in containers):
+        succeeded = all((c.last_exit or {}).get("exitCode") == 0 for c in containers)
+        return "Succeeded" if succeeded else "Failed"
+    started = any(c.running() for c in containers) or any(c.restart_count for c in containers)
+    return "Running" if started else "Pending"
+
+
+def _state_name(cs: Any) -> str:
+    if cs.state and cs.state.running:
+        return "running"
+    if cs.state and cs.state.terminated:
+        return "terminated"
+    return "waiting"
+
+
+def _observed(pod: Any, kinds: list[str]) -> dict[str, Any]:
+    """What the API holds now: the node lifecycle controller marks pods of a NotReady node
+    not ready, so the agent compares with the object, not with its last write."""
+    old = {c.type: c for c in pod.status.conditions or []}
+    return {
+        "phase": pod.status.phase,
+        "conditions": {kind: old[kind].status if kind in old else None for kind in kinds},
+        "statuses": [
+            (cs.name, cs.ready, cs.restart_count, _state_name(cs), cs.container_id)
+            for cs in pod.status.container_statuses or []
+        ],
+        "ip": pod.status.pod_ip,
+    }
+
+
+def _conditions(pod: Any, desired: dict[str, str]) -> list[dict[str, Any]]:
+    """The pod's conditions: PodScheduled kept, the others with their transition times."""
+    old = {c.type: c for c in pod.status.conditions or []}
+    conditions = []
+    scheduled = old.get("PodScheduled")
+    if scheduled is not None:
+        moment = ts(scheduled.last_transition_time) if scheduled.last_transition_time else ts()
+        conditions.append(
+            {"type": "PodScheduled", "status": scheduled.status, "lastTransitionTime": moment}
+        )
+    for kind, value in desired.items():
+        previous = old.get(kind)
+        kept = previous is not None and previous.status == value and previous.last_transition_time
+        moment = ts(previous.last_transition_time) if previous is not None and kept else ts()
+        conditions.append({"type": kind, "status": value, "lastTransitionTime": moment})
+    return conditions
+
+
 def publish(core: client.CoreV1Api, runner: PodRunner, pod: Any, host_ip: str) -> None:
     """Patch the pod's status when it differs from what the API holds."""
     statuses = [container_status(c) for c in runner.containers]
     all_ready = bool(runner.containers) and all(c.ready for c in runner.containers)
-    any_running = any(c.running() for c in runner.containers)
-    if runner.containers and all(c.waiting_reason == "Terminated" for c in runner.containers):
-        phase = (
-            "Succeeded"
-            if all((c.last_exit or {}).get("exitCode") == 0 for c in runner.containers)
-            else "Failed"
-        )
-    else:
-        phase = (
-            "Running"
-            if any_running or any(c.restart_count for c in runner.containers)
-            else "Pending"
-        )
-    conditions = []
-    for previous in pod.status.conditions or []:
-        if previous.type == "PodScheduled":
-            conditions.append(
-                {
-                    "type": "PodScheduled",
-                    "status": previous.status,
-                    "lastTransitionTime": ts(previous.last_transition_time)
-                    if previous.last_transition_time
-                    else ts(),
-                }
-            )
+    phase = _phase(runner)
     desired = {
         "Initialized": "True" if runner.prepared else "False",
         "ContainersReady": "True" if all_ready else "False",
@@ -76,38 +102,8 @@ def publish(core: client.CoreV1Api, runner: PodRunner, pod: Any, host_ip: str) -
         ],
         "ip": runner.pod_ip,
     }
-    old = {c.type: c for c in pod.status.conditions or []}
-    # what the API holds now: the node lifecycle controller marks pods of a
-    # NotReady node not ready, so compare with the object, not our last write
-    observed = {
-        "phase": pod.status.phase,
-        "conditions": {kind: old[kind].status if kind in old else None for kind in desired},
-        "statuses": [
-            (
-                cs.name,
-                cs.ready,
-                cs.restart_count,
-                "running"
-                if cs.state and cs.state.running
-                else "terminated"
-                if cs.state and cs.state.terminated
-                else "waiting",
-                cs.container_id,
-            )
-            for cs in pod.status.container_statuses or []
-        ],
-        "ip": pod.status.pod_ip,
-    }
-    if runner.last_status == key and observed == key:
+    if runner.last_status == key and _observed(pod, list(desired)) == key:
         return
-    for kind, value in desired.items():
-        previous = old.get(kind)
-        moment = (
-            ts(previous.last_transition_time)
-            if previous and previous.status == value and previous.last_transition_time
-            else ts()
-        )
-        conditions.append({"type": kind, "status": value, "lastTransitionTime": moment})
     body = {
         "status": {
             "phase": phase,
@@ -116,7 +112,7 @@ def publish(core: client.CoreV1Api, runner: PodRunner, pod: Any, host_ip: str) -
             "podIP": runner.pod_ip,
             "podIPs": [{"ip": runner.pod_ip}],
             "startTime": ts(runner.started_at),
-            "conditions": conditions,
+            "conditions": _conditions(pod, desired),
             "containerStatuses": statuses,
         }
     }

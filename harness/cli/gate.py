@@ -1,0 +1,148 @@
+"""``flywheel-chaos gate``: the HA readiness gate, its mode and its table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.table import Table
+
+from harness.cli.output import out, print_json
+from harness.errors import EXIT_FAILED, EXIT_OK
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from harness.guard import resolve_authority
+    from harness.record.gate import evaluate, load_policy
+    from harness.record.signing import load_verifier
+    from harness.record.store import load_store
+
+    report = evaluate(
+        resolve_authority(),
+        policy=load_policy(args.policy, max_age_days=args.max_age),
+        verifier=load_verifier(args.public_key),
+        store=load_store(),
+    )
+    if args.expect_interim:
+        if report.proven:
+            mode, code = "stale_interim_flag", EXIT_FAILED
+            why = "HA is proven: --expect-interim is stale, drop it"
+        elif not report.evidence_ok:
+            mode, code, why = (
+                "evidence_tampered",
+                EXIT_FAILED,
+                "recorded evidence fails verification",
+            )
+        elif not report.guard_ok:
+            mode, code, why = (
+                "interim_degraded",
+                EXIT_FAILED,
+                "the guard fails: worse than the known interim posture",
+            )
+        elif not report.interim_posture:
+            mode, code, why = (
+                "posture_unknown",
+                EXIT_FAILED,
+                "the live posture is not the known interim one",
+            )
+        else:
+            mode, code, why = (
+                "interim_expected",
+                EXIT_OK,
+                "the known interim posture; HA not yet proven",
+            )
+    else:
+        mode = "ha_ready" if report.proven else "not_ha_ready"
+        code = EXIT_OK if report.proven else EXIT_FAILED
+        why = (
+            "every requirement is proven and the live posture is HA"
+            if report.proven
+            else "unproven requirements or posture facts remain"
+        )
+    if args.json:
+        print_json(
+            {
+                "mode": mode,
+                "ok": code == EXIT_OK,
+                "reason": why,
+                "policy": report.policy,
+                "requirements": [r.as_dict() for r in report.rows],
+                "tampered": [
+                    {"record": v.path.name, "problems": v.problems} for v in report.tampered
+                ],
+                "store_problems": report.store_problems,
+                "notes": report.notes,
+                "posture": report.posture,
+                "fingerprint": report.fingerprint,
+                "facts": report.facts,
+            }
+        )
+        return code
+    table = Table(title="HA state authority readiness", title_justify="left")
+    for column in ("requirement", "status", "evidence", "age", "detail"):
+        table.add_column(column, overflow="fold")
+    colours = {"proven": "green", "unproven": "yellow", "failed": "red", "stale": "magenta"}
+    for row in report.rows:
+        age = "-" if row.age_days is None else f"{row.age_days:.1f}d"
+        table.add_row(
+            row.requirement.name,
+            f"[{colours[row.status]}]{row.status}[/]",
+            row.evidence or "-",
+            age,
+            row.detail,
+        )
+    out.print(table)
+    for tampered in report.tampered:
+        out.print(f"[red]TAMPERED[/] {tampered.path.name}: {'; '.join(tampered.problems)}")
+    for problem in report.store_problems:
+        out.print(f"[red]STORE[/] {problem}")
+    for note in report.notes:
+        out.print(f"[dim]note:[/] {note}")
+    live = report.posture
+    if "error" in live:
+        out.print(f"live facts: {live['error']}")
+    else:
+        out.print(
+            f"live: {report.facts['namespace']}/{report.facts['deployment']} "
+            f"replicas={live['replicas']} ready_endpoints={live['ready_endpoints']} "
+            f"on {','.join(live['endpoint_nodes']) or 'no node'}; "
+            f"volume nodes {','.join(live['volume_nodes']) or 'none'}; "
+            f"image_pinned_by_digest={live['image_pinned_by_digest']}"
+        )
+    out.print(f"policy: {report.policy}")
+    out.print(f"mode={mode}")
+    out.print(why)
+    return code
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``flywheel-chaos gate``."""
+    parser = sub.add_parser(
+        "gate",
+        parents=[common],
+        help="the HA readiness gate over recorded evidence and live facts",
+        description="Exit 0 only when every HA requirement is proven by fresh, verified evidence.",
+    )
+    parser.add_argument(
+        "--expect-interim", action="store_true", help="green while the known interim posture holds"
+    )
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="older evidence does not count (default: the policy's, 30)",
+    )
+    parser.add_argument(
+        "--policy",
+        default=None,
+        metavar="FILE",
+        help="gate policy (default: FLYWHEEL_GATE_POLICY, ./gate.yaml, the repository's gate.yaml)",
+    )
+    parser.add_argument(
+        "--public-key",
+        default=None,
+        metavar="FILE",
+        help="check every record's signature (default: FLYWHEEL_EVIDENCE_PUBLIC_KEY)",
+    )
+    parser.set_defaults(handler=_cmd_gate)
