@@ -125,22 +125,23 @@ def require_lease(configuration: Mapping[str, Any] | None) -> str:
     return run
 
 
-def check_node_allowed(node: str, configuration: Mapping[str, Any] | None) -> None:
-    allowed = node_allowlist(configuration)
-    if node not in allowed:
+def _check_allowed(kind: str, value: str, allowed: list[str], key: str, variable: str) -> None:
+    if value not in allowed:
         raise SafetyRefusal(
-            f"refused: node {node!r} is not in the node allowlist {allowed or '(empty)'} "
-            "(hint: set flywheel_node_allowlist in the experiment's configuration or FLYWHEEL_NODE_ALLOWLIST)"
+            f"refused: {kind} {value!r} is not in the {kind} allowlist {allowed or '(empty)'} "
+            f"(hint: set {key} in the experiment's configuration or {variable})"
         )
+
+
+def check_node_allowed(node: str, configuration: Mapping[str, Any] | None) -> None:
+    variable = settings.FLYWHEEL_NODE_ALLOWLIST.name
+    _check_allowed("node", node, node_allowlist(configuration), "flywheel_node_allowlist", variable)
 
 
 def check_namespace_allowed(namespace: str, configuration: Mapping[str, Any] | None) -> None:
     allowed = namespace_allowlist(configuration)
-    if namespace not in allowed:
-        raise SafetyRefusal(
-            f"refused: namespace {namespace!r} is not in the namespace allowlist {allowed or '(empty)'} "
-            "(hint: set flywheel_namespace_allowlist or FLYWHEEL_NAMESPACE_ALLOWLIST)"
-        )
+    variable = settings.FLYWHEEL_NAMESPACE_ALLOWLIST.name
+    _check_allowed("namespace", namespace, allowed, "flywheel_namespace_allowlist", variable)
 
 
 def read_node(core: client.CoreV1Api, name: str) -> Any:

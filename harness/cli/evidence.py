@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel_chaos import settings
-from harness.cli.output import err, out, print_json
+from harness.cli.output import add_command, err, out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError
 
 
@@ -325,9 +325,10 @@ def _cmd_rca(args: argparse.Namespace) -> int:
 
 
 def register_rca(sub: Any, common: argparse.ArgumentParser) -> None:
-    rca = sub.add_parser(
+    rca = add_command(
+        sub,
+        common,
         "rca",
-        parents=[common],
         help="collect an RCA bundle for a run (pods, logs, events, S3 and disk views, summary)",
     )
     rca.add_argument(
@@ -394,9 +395,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="VERDICT",
         help="exit 1 unless the record's verdict is VERDICT (e.g. not-survived for the interim)",
     )
-    check = verbs.add_parser(
+    check = add_command(
+        verbs,
+        common,
         "verify",
-        parents=[common],
         help="check every record's form, hashes, chain, signatures and the evidence store",
     )
     check.add_argument(

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from harness.cli.output import out, print_json
+from harness.cli.output import add_command, out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from harness.record.gate import GateReport
+
+
+def gate_mode(report: GateReport, expect_interim: bool) -> tuple[str, int, str]:
+    """The gate's mode, exit code and why: the one place that decides them."""
+    if not expect_interim:
+        if report.proven:
+            return "ha_ready", EXIT_OK, "every requirement is proven and the live posture is HA"
+        return "not_ha_ready", EXIT_FAILED, "unproven requirements or posture facts remain"
+    if report.proven:
+        return "stale_interim_flag", EXIT_FAILED, "HA is proven: --expect-interim is stale, drop it"
+    if not report.evidence_ok:
+        return "evidence_tampered", EXIT_FAILED, "recorded evidence fails verification"
+    if not report.guard_ok:
+        return (
+            "interim_degraded",
+            EXIT_FAILED,
+            "the guard fails: worse than the known interim posture",
+        )
+    if not report.interim_posture:
+        return "posture_unknown", EXIT_FAILED, "the live posture is not the known interim one"
+    return "interim_expected", EXIT_OK, "the known interim posture; HA not yet proven"
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
@@ -23,42 +47,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         verifier=load_verifier(args.public_key),
         store=load_store(),
     )
-    if args.expect_interim:
-        if report.proven:
-            mode, code = "stale_interim_flag", EXIT_FAILED
-            why = "HA is proven: --expect-interim is stale, drop it"
-        elif not report.evidence_ok:
-            mode, code, why = (
-                "evidence_tampered",
-                EXIT_FAILED,
-                "recorded evidence fails verification",
-            )
-        elif not report.guard_ok:
-            mode, code, why = (
-                "interim_degraded",
-                EXIT_FAILED,
-                "the guard fails: worse than the known interim posture",
-            )
-        elif not report.interim_posture:
-            mode, code, why = (
-                "posture_unknown",
-                EXIT_FAILED,
-                "the live posture is not the known interim one",
-            )
-        else:
-            mode, code, why = (
-                "interim_expected",
-                EXIT_OK,
-                "the known interim posture; HA not yet proven",
-            )
-    else:
-        mode = "ha_ready" if report.proven else "not_ha_ready"
-        code = EXIT_OK if report.proven else EXIT_FAILED
-        why = (
-            "every requirement is proven and the live posture is HA"
-            if report.proven
-            else "unproven requirements or posture facts remain"
-        )
+    mode, code, why = gate_mode(report, args.expect_interim)
     if args.json:
         print_json(
             {
@@ -78,19 +67,21 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             }
         )
         return code
+    _print(report)
+    out.print(f"mode={mode}")
+    out.print(why)
+    return code
+
+
+def _print(report: GateReport) -> None:
     table = Table(title="HA state authority readiness", title_justify="left")
     for column in ("requirement", "status", "evidence", "age", "detail"):
         table.add_column(column, overflow="fold")
     colours = {"proven": "green", "unproven": "yellow", "failed": "red", "stale": "magenta"}
     for row in report.rows:
         age = "-" if row.age_days is None else f"{row.age_days:.1f}d"
-        table.add_row(
-            row.requirement.name,
-            f"[{colours[row.status]}]{row.status}[/]",
-            row.evidence or "-",
-            age,
-            row.detail,
-        )
+        status = f"[{colours[row.status]}]{row.status}[/]"
+        table.add_row(row.requirement.name, status, row.evidence or "-", age, row.detail)
     out.print(table)
     for tampered in report.tampered:
         out.print(f"[red]TAMPERED[/] {tampered.path.name}: {'; '.join(tampered.problems)}")
@@ -110,16 +101,14 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             f"image_pinned_by_digest={live['image_pinned_by_digest']}"
         )
     out.print(f"policy: {report.policy}")
-    out.print(f"mode={mode}")
-    out.print(why)
-    return code
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """``flywheel-chaos gate``."""
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
+        common,
         "gate",
-        parents=[common],
         help="the HA readiness gate over recorded evidence and live facts",
         description="Exit 0 only when every HA requirement is proven by fresh, verified evidence.",
     )

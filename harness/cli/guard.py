@@ -8,12 +8,12 @@ from typing import Any
 
 from rich.table import Table
 
-from flywheel_chaos.s3.checks import error_of
-from harness.cli.output import err, out, print_json
+from harness.cli.output import add_command, err, out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK
 
 
 def _cmd_guard(args: argparse.Namespace) -> int:
+    from flywheel_chaos.s3.checks import error_of
     from harness.guard import resolve_authority, run_guard
 
     authority = resolve_authority(
@@ -88,9 +88,10 @@ def _cmd_guard(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """``flywheel-chaos guard``."""
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
+        common,
         "guard",
-        parents=[common],
         help="pre-mutation deep check of the state authority (fail closed)",
         description="Run every state-authority check; exit 0 only if all pass.",
     )

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from harness.cli.output import err, out, print_json
+from harness.cli.output import add_command, err, out, print_json
 from harness.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -125,10 +125,8 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the lab commands to the top-level parser."""
-    lab = sub.add_parser(
-        "lab",
-        parents=[common],
-        help="the local lab: a real control plane with process-backed nodes",
+    lab = add_command(
+        sub, common, "lab", help="the local lab: a real control plane with process-backed nodes"
     )
     lab.add_argument(
         "--lab-dir", default=None, help="lab state directory (default: FLYWHEEL_LAB_DIR or .lab/)"
@@ -137,9 +135,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         dest="lab_command", metavar="ACTION", required=True, parser_class=type(lab)
     )
 
-    build = verbs.add_parser(
+    build = add_command(
+        verbs,
+        common,
         "build",
-        parents=[common],
         help="build etcd, the control plane and OpenTofu (Go module proxy) and RustFS (crates.io)",
     )
     build.add_argument(
@@ -169,9 +168,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     down.add_argument("--clean", action="store_true", help="also delete the lab's data")
     down.set_defaults(handler=_cmd_down)
 
-    node = verbs.add_parser(
+    node = add_command(
+        verbs,
+        common,
         "node",
-        parents=[common],
         help="freeze a node (stop), power it off (crash), or bring it back (start)",
     )
     node.add_argument("action", choices=["stop", "crash", "start"])

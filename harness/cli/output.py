@@ -30,3 +30,13 @@ class Parser(argparse.ArgumentParser):
 def print_json(document: Any) -> None:
     """``document`` as indented JSON on stdout (what ``--json`` prints)."""
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def add_command(
+    sub: Any, common: argparse.ArgumentParser, name: str, help: str, description: str = ""
+) -> argparse.ArgumentParser:
+    """A subcommand that takes the common flags (``--json``, ``--debug``, ``-v``)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[common], help=help, description=description or None
+    )
+    return parser

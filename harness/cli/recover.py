@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.cli.output import out, print_json
+from harness.cli.output import add_command, out, print_json
 from harness.errors import EXIT_OK
 
 
@@ -25,9 +25,10 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """``flywheel-chaos recover``."""
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
+        common,
         "recover",
-        parents=[common],
         help="undo any fault whose rollback did not run (from persisted intent)",
         description="Undo every change recorded in intent files and node annotations; safe to run "
         "twice. Refuses (exit 1) while a live run holds the cluster lease, unless --force.",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from flywheel_chaos import settings
@@ -216,6 +217,18 @@ def _redact_in_place(document: dict[str, Any], redactor: Redactor) -> None:
     document.update(clean)
 
 
+@dataclass(frozen=True)
+class Recording:
+    """What the evidence control was told in the experiment (its ``arguments``)."""
+
+    fault: str = ""
+    target_node: str = ""
+    proof: bool = False
+    state_namespace: str = ""
+    rca: bool = True
+    rca_after: str = ""
+
+
 def after_experiment_control(
     context: dict[str, Any],
     state: dict[str, Any],
@@ -230,20 +243,9 @@ def after_experiment_control(
     **kwargs: Any,
 ) -> None:
     redactor = _redactor.pop("run", None) or Redactor.from_context(secrets)
+    told = Recording(fault, target_node, proof, state_namespace, rca, rca_after)
     try:
-        _record(
-            state,
-            context,
-            fault,
-            target_node,
-            proof,
-            state_namespace,
-            rca,
-            rca_after,
-            configuration,
-            secrets,
-            redactor,
-        )
+        _record(state, context, told, configuration, secrets, redactor)
     except Exception as exc:  # chaoslib would swallow it: say it, and fail the run
         state["deviated"] = True
         state["flywheel"] = {"verdict": "error", "reasons": [f"evidence not recorded: {exc}"]}
@@ -256,58 +258,64 @@ def after_experiment_control(
         _remove_redaction()
 
 
-def _record(
+def _verdict(
+    journal: dict[str, Any], told: Recording, effect: dict[str, Any] | None
+) -> tuple[str, list[str]]:
+    run = current_run()
+    if told.proof:
+        refused = run.lease_refused or run.lease_lost
+        return _proof_verdict(journal, refused, told.rca_after, run.live_rca)
+    return decide(
+        journal, run.prober_summary, run.fault_actions, run.lease_refused, run.lease_lost, effect
+    )
+
+
+def _steps(journal: dict[str, Any], told: Recording) -> dict[str, Any]:
+    """The record's fault actions, proof steps and rollbacks (outputs bounded)."""
+    run = current_run()
+    proof_steps = [
+        {
+            "name": r.get("activity", {}).get("name"),
+            "status": r.get("status"),
+            "output": _bounded(r.get("output")),
+        }
+        for r in journal.get("run") or []
+    ]
+    return {
+        "fault_actions": [
+            {**a, "output": _bounded(a["output"])} if "output" in a else a
+            for a in run.fault_actions
+        ],
+        "proof_steps": proof_steps if told.proof else None,
+        "rollbacks": [
+            {"name": r.get("activity", {}).get("name"), "status": r.get("status")}
+            for r in journal.get("rollbacks") or []
+        ],
+    }
+
+
+def _document(
     journal: dict[str, Any],
     context: dict[str, Any],
-    fault: str,
-    target_node: str,
-    proof: bool,
-    state_namespace: str,
-    rca: bool,
-    rca_after: str,
-    configuration: dict[str, Any] | None,
-    secrets: dict[str, Any] | None,
-    redactor: Redactor,
-) -> None:
-    run = current_run()
-    namespace = Target.from_env(state_namespace).namespace
-    refused = run.lease_refused
-    after = None if refused else _state_key(configuration, secrets)
-    before = run.integrity_before
+    told: Recording,
+    verdict: tuple[str, list[str]],
+    integrity: dict[str, Any],
+    target: dict[str, str],
+    effect: dict[str, Any] | None,
+) -> dict[str, Any]:
+    run, steady = current_run(), journal.get("steady_states") or {}
     summary = run.prober_summary
-    effect = None if proof else fault_effect(run.fault_actions, namespace)
-    if proof:
-        verdict, reasons = _proof_verdict(
-            journal, refused or run.lease_lost, rca_after, run.live_rca
-        )
-    else:
-        verdict, reasons = decide(
-            journal, summary, run.fault_actions, refused, run.lease_lost, effect
-        )
-    unchanged = None
-    if before and after and before.get("ok") and after.get("ok"):
-        unchanged = before["etag"] == after["etag"] and before["size"] == after["size"]
-        if not unchanged:
-            verdict, reasons = (
-                "not-survived",
-                [*reasons, "the state key changed during the experiment"],
-            )
-    target: dict[str, str] = _target(configuration, secrets)
-    if target_node:
-        target["node"] = target_node
-    steady = journal.get("steady_states") or {}
-    dry = bool(context.get("dry") or journal.get("dry") or (effect or {}).get("dry_run"))
-    document = new_record(
-        kind="proof" if proof else "experiment",
+    return new_record(
+        kind="proof" if told.proof else "experiment",
         run_id=run.run_id,
         experiment=context.get("title"),
-        fault=fault or run.fault,
+        fault=told.fault or run.fault,
         target=target,
         fingerprint=run.fingerprint,
         fault_effect=effect,
-        verdict=verdict,
-        reasons=reasons,
-        dry_run=dry,
+        verdict=verdict[0],
+        reasons=verdict[1],
+        dry_run=bool(context.get("dry") or journal.get("dry") or (effect or {}).get("dry_run")),
         status=journal.get("status"),
         deviated=journal.get("deviated"),
         started=journal.get("start"),
@@ -317,40 +325,60 @@ def _record(
             "before": (steady.get("before") or {}).get("steady_state_met"),
             "after": (steady.get("after") or {}).get("steady_state_met"),
         },
-        fault_actions=[
-            {**a, "output": _bounded(a["output"])} if "output" in a else a
-            for a in run.fault_actions
-        ],
-        proof_steps=[
-            {
-                "name": r.get("activity", {}).get("name"),
-                "status": r.get("status"),
-                "output": _bounded(r.get("output")),
-            }
-            for r in journal.get("run") or []
-        ]
-        if proof
-        else None,
-        rollbacks=[
-            {"name": r.get("activity", {}).get("name"), "status": r.get("status")}
-            for r in journal.get("rollbacks") or []
-        ],
+        **_steps(journal, told),
         prober=summary,
         integrity={
-            "state_key_before": before,
-            "state_key_after": after,
-            "state_key_unchanged": unchanged,
+            **integrity,
             "canaries_written": (summary or {}).get("canaries_written"),
             "canaries_verified": (summary or {}).get("canaries_verified"),
         },
         lab=settings.FLYWHEEL_LAB_DIR.is_set(),
     )
+
+
+def _record(
+    journal: dict[str, Any],
+    context: dict[str, Any],
+    told: Recording,
+    configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None,
+    redactor: Redactor,
+) -> None:
+    run = current_run()
+    namespace = Target.from_env(told.state_namespace).namespace
+    after = None if run.lease_refused else _state_key(configuration, secrets)
+    before = run.integrity_before
+    effect = None if told.proof else fault_effect(run.fault_actions, namespace)
+    verdict, reasons = _verdict(journal, told, effect)
+    unchanged = None
+    if before and after and before.get("ok") and after.get("ok"):
+        unchanged = before["etag"] == after["etag"] and before["size"] == after["size"]
+        if not unchanged:
+            verdict, reasons = (
+                "not-survived",
+                [*reasons, "the state key changed during the experiment"],
+            )
+    target: dict[str, str] = _target(configuration, secrets)
+    if told.target_node:
+        target["node"] = told.target_node
+    integrity = {
+        "state_key_before": before,
+        "state_key_after": after,
+        "state_key_unchanged": unchanged,
+    }
+    document = _document(journal, context, told, (verdict, reasons), integrity, target, effect)
     if run.live_rca is not None and run.live_rca.get("file"):
         document["rca"] = run.live_rca
     if verdict not in PASSING:
         journal["deviated"] = True  # chaos run exits 1: CI and game days fail on it
-        if rca and not refused and "rca" not in document:
+        if told.rca and not run.lease_refused and "rca" not in document:
             document["rca"] = _rca(document, configuration, secrets, redactor)
+    _publish(document, journal, redactor)
+
+
+def _publish(document: dict[str, Any], journal: dict[str, Any], redactor: Redactor) -> None:
+    """Write the record (and its store copy), and tell the run its verdict."""
+    verdict, reasons = document["verdict"], document["reasons"]
     try:
         written = record(
             document,

@@ -256,27 +256,7 @@ def _build_tool(tool: Tool, target: Path, progress: Callable[[str], None]) -> fl
         ]
         progress(f"{tool.module_dir}: go build {' '.join(tool.binaries)} {tool.version} ...")
         log_path = target / f"build-{tool.module_dir}.log"
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                argv,
-                cwd=module,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-            assert process.stdout is not None
-            last_report = 0.0
-            for compiled, line in enumerate(process.stdout, start=1):
-                log.write(line)
-                if time.monotonic() - last_report > 15:
-                    last_report = time.monotonic()
-                    progress(
-                        f"{tool.module_dir}: {compiled} packages, "
-                        f"{time.monotonic() - started:.0f}s ({line.strip()[:60]})"
-                    )
-            code = process.wait()
+        code = _run_logged(argv, env, log_path, progress, started, tool.module_dir, module)
         if code != 0:
             raise HarnessError(
                 f"go build of {tool.module_dir} failed (exit {code})",
@@ -360,11 +340,15 @@ def _run_logged(
     log_path: Path,
     progress: Callable[[str], None],
     started: float,
+    what: str = "rustfs",
+    cwd: Path | None = None,
 ) -> int:
-    """Run cargo in its own session, its output to ``log_path``, progress every 15 s."""
+    """Run a build in its own session, its output to ``log_path``, progress every 15 s
+    (``what``: so many units built, of cargo's ``Compiling`` lines or go's package lines)."""
     with log_path.open("w") as log:
         process = subprocess.Popen(
             argv,
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -372,15 +356,16 @@ def _run_logged(
             start_new_session=True,
         )
         assert process.stdout is not None
-        compiled, last_report = 0, 0.0
+        units, unit = 0, "crates" if what == "rustfs" else "packages"
+        last_report = 0.0
         for line in process.stdout:
             log.write(line)
-            if line.strip().startswith("Compiling"):
-                compiled += 1
+            if what != "rustfs" or line.strip().startswith("Compiling"):
+                units += 1
             if time.monotonic() - last_report > 15:
                 last_report = time.monotonic()
                 progress(
-                    f"rustfs: {compiled} crates, {time.monotonic() - started:.0f}s "
+                    f"{what}: {units} {unit}, {time.monotonic() - started:.0f}s "
                     f"({line.strip()[:60]})"
                 )
         return process.wait()

@@ -1,5 +1,9 @@
 """Fixtures of the lab tests: one scratch lab per module, defined here once.
 
+Every lab test also runs beside a lab on the default slot (:func:`default_slot_lab`): the
+user's running ``.lab`` when there is one (only read), else one of ours; afterwards its
+processes and its state key must be as they were.
+
 A module names its topology with ``TOPOLOGY`` (default ``interim-seaweedfs``: the harness's
 own behaviour is tested on the SeaweedFS topologies, which need no RustFS build) and extra
 variables of its runs with ``RUN_ENV``. The lab lives in a temporary directory on a free
@@ -9,13 +13,17 @@ lab slot, so it never touches the default lab (``just demo``) or another module'
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
 from harness.lab.cluster import Lab
-from tests.support.labkit import fresh_run_env, running_lab
+from harness.lab.paths import HOST, LabPaths, Ports
+from harness.lab.testing import require_binaries
+from harness.processes import pid_alive, port_free
+from tests.support.labkit import REPO, fresh_run_env, running_lab, s3_client
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +55,75 @@ def run_env(
 @pytest.fixture(scope="module")
 def core(lab: Lab) -> client.CoreV1Api:
     return client.CoreV1Api(config.new_client_from_config(config_file=str(lab.paths.kubeconfig)))
+
+
+DEFAULT_LAB = REPO / ".lab"
+
+
+@dataclass
+class Witness:
+    """A lab on the default slot, watched while every lab test runs beside it (README's
+    promise: ``just demo`` and ``just test`` side by side). Ours when the slot was free, else
+    the user's own ``.lab`` (then only read, never changed)."""
+
+    lab: Lab
+    ours: bool
+    pids: list[int]
+    state_key: str
+
+    @classmethod
+    def observe(cls, lab: Lab, ours: bool) -> Witness:
+        return cls(lab, ours, _lab_pids(lab), _state_etag(lab))
+
+    def changes(self) -> list[str]:
+        found = []
+        dead = [pid for pid in self.pids if not pid_alive(pid)]
+        if dead:
+            found.append(f"processes of the default lab died: {dead}")
+        now = _lab_pids(self.lab)
+        if sorted(now) != sorted(self.pids):
+            found.append(
+                f"the default lab's processes changed: {sorted(self.pids)} -> {sorted(now)}"
+            )
+        if _state_etag(self.lab) != self.state_key:
+            found.append("the default lab's state key is not what it was (ETag)")
+        return found
+
+
+def _state_etag(lab: Lab) -> str:
+    """The state key's ETag (HEAD only: a user's lab is read, never written)."""
+    env = lab.env_values()
+    head = s3_client(env).head_object(Bucket=env["TOFU_STATE_BUCKET"], Key=env["TOFU_STATE_KEY"])
+    return str(head["ETag"])
+
+
+def _lab_pids(lab: Lab) -> list[int]:
+    return [int(c["pid"]) for c in lab.read_state().get("components", [])] + lab.pod_pids()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_slot_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witness]:
+    """Every lab test runs beside a lab on the default slot, which must be untouched after."""
+    user = Lab(LabPaths(DEFAULT_LAB))
+    if user.is_up():
+        witness = Witness.observe(user, ours=False)
+        yield witness
+    elif all(port_free(HOST, port) for port in Ports(0).all()):
+        require_binaries("interim-seaweedfs")
+        lab = Lab(LabPaths(tmp_path_factory.mktemp("default-slot")), "interim-seaweedfs", Ports(0))
+        lab.up(lambda message: None)
+        try:
+            witness = Witness.observe(lab, ours=True)
+            yield witness
+        finally:
+            changes = witness.changes()
+            lab.down(lambda message: None)
+        assert changes == [], "the lab tests touched the default slot's lab: " + "; ".join(changes)
+        return
+    else:
+        pytest.fail(
+            "the default lab slot's ports are taken, but not by this repository's .lab: "
+            "stop what holds them (flywheel-chaos lab status / ss -ltnp)"
+        )
+    changes = witness.changes()
+    assert changes == [], "the lab tests touched the running default lab: " + "; ".join(changes)

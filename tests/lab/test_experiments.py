@@ -29,7 +29,7 @@ from harness.record.evidence import new_record, record_files, write_record
 from harness.record.recorder import target_fingerprint
 from harness.recover import recover
 from probes.state_authority import state_authority_serving_within
-from tests.support.labkit import BIN, REPO, cli, disruption_budget
+from tests.support.labkit import BIN, REPO, chaos_start, cli, disruption_budget
 
 pytestmark = pytest.mark.lab
 
@@ -304,8 +304,18 @@ def test_a_dry_run_drain_shows_the_plan_and_changes_nothing(
 ) -> None:
     def node_facts() -> tuple[Any, ...]:
         node = core.read_node("bumble")  # its status heartbeats change resourceVersion: not ours
-        return (node.spec.unschedulable, node.spec.taints, node.metadata.annotations)
+        taints = sorted((t.key, t.effect) for t in node.spec.taints or [])
+        return (node.spec.unschedulable, taints, node.metadata.annotations)
 
+    def settled() -> bool:
+        # an earlier test's uncordon leaves the unschedulable taint for the node lifecycle
+        # controller to remove, asynchronously: what this test reads must be its own
+        unschedulable, taints, _ = node_facts()
+        return (
+            not unschedulable and ("node.kubernetes.io/unschedulable", "NoSchedule") not in taints
+        )
+
+    wait_until(settled, 60, "bumble to be schedulable with no unschedulable taint left")
     before = node_facts()
     plan = drain_node(
         name="bumble",
@@ -628,21 +638,7 @@ def test_a_run_with_planted_secrets_writes_none_of_them_anywhere(
     )
     path = tmp_path / "planted.yaml"
     path.write_text(yaml.safe_dump(experiment))
-    process = subprocess.Popen(
-        [
-            CHAOS,
-            "--log-file",
-            str(tmp_path / "chaos.log"),
-            "run",
-            "--journal-path",
-            str(tmp_path / "journal.json"),
-            str(path),
-        ],
-        env={**os.environ, **run_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = chaos_start(path, run_env, tmp_path)
     output, _ = process.communicate(timeout=600)
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p != path]
     assert len(_records(run_env)) == 1 and (tmp_path / "chaos.log").exists(), output[-2000:]

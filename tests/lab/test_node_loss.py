@@ -21,7 +21,7 @@ from harness.processes import pid_alive, wait_until
 from harness.record.evidence import record_files
 from harness.record.verdict import fault_effect
 from probes.state_authority import state_authority_serving_within
-from tests.support.labkit import BIN, REPO, cli, s3_client
+from tests.support.labkit import BIN, REPO, chaos_start, cli, s3_client
 
 pytestmark = pytest.mark.lab
 RUN_ENV = {"FLYWHEEL_NODE_FAULT_DURATION_S": "45"}
@@ -30,22 +30,7 @@ CHAOS = str(BIN / "chaos")
 
 
 def _start(experiment: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            CHAOS,
-            "--log-file",
-            str(tmp_path / "chaos.log"),
-            "run",
-            "--journal-path",
-            str(tmp_path / "journal.json"),
-            str(experiment),
-        ],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return chaos_start(experiment, env, tmp_path)
 
 
 def _record(env: dict[str, str]) -> dict[str, Any]:
@@ -125,8 +110,12 @@ def test_a_crash_kills_at_once_and_power_on_restarts_the_pods_with_data_intact(
     before = _authority_pids(lab)
     process = _start(REPO / "experiments" / "node-crash.yaml", run_env, tmp_path)
     try:
+        assert before, "no server process on bumble to crash"
         wait_until(lambda: not any(pid_alive(p) for p in before), 30, "the crash to kill them")
-        assert lab.node_state("bumble")["state"] == "off"
+        # the supervisor answers once every killed group is gone (it waits up to 15 s)
+        wait_until(
+            lambda: lab.node_state("bumble").get("state") == "off", 20, "the supervisor's off"
+        )
     finally:
         output, _ = process.communicate(timeout=400)
     record = _record(run_env)

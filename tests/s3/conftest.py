@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,13 +18,14 @@ from harness.lab.rustfs import RustFSNotFound, RustFSServer, rustfs_binary
 from harness.lab.seaweed import SeaweedS3
 from tests.support.s3kit import STATE_KEY, admin_client, empty_and_delete_bucket, make_bucket
 
+Server = TypeVar("Server", SeaweedS3, RustFSServer)
 
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """A real S3 server on loopback with enforced credentials and no telemetry."""
-    server = SeaweedS3(
-        data_dir=tmp_path_factory.mktemp("seaweed"),
-        access_key="AKFLY" + secrets.token_hex(6).upper(),
+
+def _serving(kind: type[Server], directory: Path, prefix: str) -> Iterator[Server]:
+    """A real server of ``kind`` on loopback with enforced credentials, stopped after."""
+    server = kind(
+        data_dir=directory,
+        access_key=prefix + secrets.token_hex(6).upper(),
         secret_key=secrets.token_urlsafe(24),
     )
     server.start()
@@ -31,25 +33,22 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 server on loopback (no telemetry)."""
+    yield from _serving(SeaweedS3, tmp_path_factory.mktemp("seaweed"), "AKFLY")
 
 
 @pytest.fixture(scope="session")
 def rustfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RustFSServer]:
-    """A real RustFS 1.0.1 on loopback (built by lab build --rustfs)."""
+    """A real RustFS 1.0.1 on loopback (built by lab build --rustfs; skipped, saying so, if not)."""
     try:
         rustfs_binary()
     except RustFSNotFound as exc:
         pytest.skip(str(exc))
-    server = RustFSServer(
-        data_dir=tmp_path_factory.mktemp("rustfs"),
-        access_key="AKRFS" + secrets.token_hex(6).upper(),
-        secret_key=secrets.token_urlsafe(24),
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(RustFSServer, tmp_path_factory.mktemp("rustfs"), "AKRFS")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -34,6 +34,27 @@ def env_file(path: Path) -> dict[str, str]:
     return Lab(LabPaths(path.parent)).env_values()
 
 
+def chaos_start(experiment: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:
+    """``chaos run EXPERIMENT`` started in its own session with ``env`` on top of ours; its
+    log and journal in ``tmp_path``, stdout and stderr together."""
+    return subprocess.Popen(
+        [
+            str(BIN / "chaos"),
+            "--log-file",
+            str(tmp_path / "chaos.log"),
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            str(experiment),
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def chaos_run(
     experiment: str, env: dict[str, str], tmp_path: Path
 ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:

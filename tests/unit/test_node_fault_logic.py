@@ -47,15 +47,6 @@ def test_the_helper_schedules_the_kubelets_return_before_it_stops_the_kubelet() 
     pod = helper_pod("bumble", "flywheel-chaos", "busybox", "k3s-agent", 45)
     spec = pod["spec"]
     assert spec["nodeName"] == "bumble" and spec["hostPID"] is True
-    assert spec["containers"][0]["command"][:9] == [
-        "nsenter",
-        "-t",
-        "1",
-        "-m",
-        "-u",
-        "-i",
-        "-n",
-        "-p",
-        "--",
-    ]
+    # into every namespace of the host's PID 1 (mount, UTS, IPC, network, PID)
+    assert " ".join(spec["containers"][0]["command"][:9]) == "nsenter -t 1 -m -u -i -n -p --"
     assert spec["tolerations"] == [{"operator": "Exists"}]
