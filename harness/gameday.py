@@ -70,11 +70,7 @@ def load_suite(path: Path) -> dict[str, Any]:
     return suite
 
 
-def run_gameday(
-    path: Path, progress: Any = lambda m: None, namespace: str = "kube-system"
-) -> dict[str, Any]:
-    suite = load_suite(path)
-    base = Path(suite["_base"])
+def _take_lease(namespace: str) -> LeaseKeeper:
     keeper = LeaseKeeper(
         client.CoordinationV1Api(api_client()),
         namespace,
@@ -89,6 +85,72 @@ def run_gameday(
             "wait for it, or run flywheel-chaos recover if it died",
         ) from refused
     keeper.start()
+    return keeper
+
+
+def run_experiment(
+    experiment: Path, identity: str, timeout_s: float, workdir: Path, redactor: Redactor
+) -> dict[str, Any]:
+    """``chaos run`` of one experiment under the game day's lease; its journal and log are
+    copied beside the evidence only after redaction. Returns its outcome."""
+    name, t0 = experiment.stem, time.monotonic()
+    env = {**os.environ, GAMEDAY_ENV: identity}
+    with tempfile.TemporaryDirectory(prefix="flywheel-gameday-") as private:
+        raw_journal, raw_log = Path(private) / "journal.json", Path(private) / "chaos.log"
+        argv = [
+            str(Path(sys.executable).parent / "chaos"),
+            "--log-file",
+            str(raw_log),
+            "run",
+            "--journal-path",
+            str(raw_journal),
+            str(experiment),
+        ]
+        try:
+            code: int | None = subprocess.run(
+                argv, env=env, capture_output=True, text=True, timeout=timeout_s
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = None
+        try:
+            journal_doc = json.loads(raw_journal.read_text())
+        except (OSError, ValueError):
+            journal_doc = None
+        if journal_doc is not None:
+            (workdir / f"{name}.journal.json").write_bytes(
+                canonical(redactor.document(journal_doc))
+            )
+        if raw_log.exists():
+            (workdir / f"{name}.log").write_text(redactor.text(raw_log.read_text(errors="replace")))
+    flywheel = (journal_doc or {}).get("flywheel") or {}
+    return {
+        "exit": code,
+        "seconds": round(time.monotonic() - t0, 1),
+        "verdict": flywheel.get("verdict", "error"),
+        "reasons": flywheel.get("reasons", ["no journal"]),
+        "evidence": flywheel.get("evidence"),
+    }
+
+
+def _breach(name: str, outcome: dict[str, Any], keeper: LeaseKeeper) -> str | None:
+    """A safety breach after ``name`` (undone with ``recover`` when faults were left)."""
+    leftover = read_intents()
+    if keeper.lost:
+        return f"after {name}: the game day {keeper.lost}"
+    if leftover or outcome["exit"] is None:
+        recovered = recover(own_lease=keeper.identity)
+        return f"after {name}: faults left undone; recovered: " + "; ".join(recovered)
+    if outcome["verdict"] == "aborted":
+        return f"after {name}: the run was aborted: " + "; ".join(outcome["reasons"])
+    return None
+
+
+def run_gameday(
+    path: Path, progress: Any = lambda m: None, namespace: str = "kube-system"
+) -> dict[str, Any]:
+    suite = load_suite(path)
+    base = Path(suite["_base"])
+    keeper = _take_lease(namespace)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = evidence_dir() / "gamedays" / f"{stamp}-{suite.get('name', path.stem)}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -100,65 +162,16 @@ def run_gameday(
         for experiment in suite["experiments"]:
             name = Path(experiment).stem
             progress(f"{name}: running")
-            t0 = time.monotonic()
-            env = {**os.environ, GAMEDAY_ENV: keeper.identity}
-            with tempfile.TemporaryDirectory(prefix="flywheel-gameday-") as private:
-                raw_journal, raw_log = Path(private) / "journal.json", Path(private) / "chaos.log"
-                try:
-                    proc = subprocess.run(
-                        [
-                            str(Path(sys.executable).parent / "chaos"),
-                            "--log-file",
-                            str(raw_log),
-                            "run",
-                            "--journal-path",
-                            str(raw_journal),
-                            str(base / experiment),
-                        ],
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=float(suite.get("timeout_s", 900)),
-                    )
-                    code: int | None = proc.returncode
-                except subprocess.TimeoutExpired:
-                    code = None
-                try:
-                    journal_doc = json.loads(raw_journal.read_text())
-                except (OSError, ValueError):
-                    journal_doc = None
-                if journal_doc is not None:
-                    (workdir / f"{name}.journal.json").write_bytes(
-                        canonical(redactor.document(journal_doc))
-                    )
-                if raw_log.exists():
-                    (workdir / f"{name}.log").write_text(
-                        redactor.text(raw_log.read_text(errors="replace"))
-                    )
-            outcome: dict[str, Any] = {
+            timeout = float(suite.get("timeout_s", 900))
+            outcome = {
                 "experiment": experiment,
-                "exit": code,
-                "seconds": round(time.monotonic() - t0, 1),
+                **run_experiment(base / experiment, keeper.identity, timeout, workdir, redactor),
             }
-            flywheel = (journal_doc or {}).get("flywheel") or {}
-            outcome.update(
-                verdict=flywheel.get("verdict", "error"),
-                reasons=flywheel.get("reasons", ["no journal"]),
-                evidence=flywheel.get("evidence"),
-            )
             results.append(outcome)
             progress(f"{name}: {outcome['verdict']} in {outcome['seconds']}s")
-            leftover = read_intents()
-            aborted = outcome["verdict"] == "aborted"
-            if leftover or code is None or aborted or keeper.lost:
-                breach = f"after {name}: " + (
-                    f"the game day {keeper.lost}"
-                    if keeper.lost
-                    else "faults left undone; recovered: "
-                    + "; ".join(recover(own_lease=keeper.identity))
-                    if leftover or code is None
-                    else "the run was aborted: " + "; ".join(outcome["reasons"])
-                )
+            found = _breach(name, outcome, keeper)
+            if found:
+                breach = found
                 progress(f"safety breach {breach}")
                 if suite.get("stop_on_breach", True) or keeper.lost:
                     break
