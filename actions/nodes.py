@@ -18,8 +18,9 @@ from flywheel_chaos.kube.client import core_api
 from flywheel_chaos.kube.drain import check_policies, evict_all, plan_drain, wait_evicted_gone
 from flywheel_chaos.kube.intents import clear_intents, node_intents, write_intent
 from flywheel_chaos.kube.nodes import set_unschedulable
-from flywheel_chaos.kube.pods import ident
+from flywheel_chaos.kube.pods import Owned, Owners
 from flywheel_chaos.kube.safety import (
+    LeaseGuard,
     check_min_ready,
     check_namespace_allowed,
     check_node_allowed,
@@ -150,13 +151,14 @@ def drain_node(
     if dry_run:
         return {**plan, "dry_run": True}
     require_lease(configuration)
+    lease = LeaseGuard(configuration)  # re-checked between the drain's steps
     was = bool(node.spec.unschedulable)
     write_intent(core, "cordon", name, {"unschedulable": was})
     try:
         set_unschedulable(core, name, True)
         cordoned_at = dt.datetime.now(dt.UTC)
-        results = evict_all(core, to_evict, deadline, retry_delay_s, max_retry_delay_s)
-        wait_evicted_gone(core, name, results, deadline)
+        results = evict_all(core, to_evict, deadline, retry_delay_s, max_retry_delay_s, lease)
+        wait_evicted_gone(core, name, results, deadline, lease)
     except BaseException as exc:  # KeyboardInterrupt too: never leave the node half-drained
         if not leave_cordoned_on_failure:
             _restore_after_failed_drain(core, name, was)
@@ -227,10 +229,12 @@ def make_node_unavailable(
     duration = float(duration_s)
     check_node_allowed(name, configuration)
     core = core_api(configuration)
-    displaced = _checked_displacement(core, name, helper_namespace, min_ready_nodes, configuration)
+    owned = _checked_displacement(core, name, helper_namespace, min_ready_nodes, configuration)
     chosen = fault["method"]
     kubelet_stop = duration if chosen == "kubelet-stop" else None
-    plan = {"node": name, "method": chosen, "duration_s": kubelet_stop, "displaced": displaced}
+    displaced = [d["pod"] for d in owned]
+    plan: dict[str, Any] = {"node": name, "method": chosen, "duration_s": kubelet_stop}
+    plan.update(displaced=displaced, displaced_pods=owned)
     if dry_run:
         return {**plan, "dry_run": True, "confirmed": False}
     require_lease(configuration)
@@ -260,13 +264,14 @@ def make_node_unavailable(
 
 def _checked_displacement(
     core: Any, name: str, helper_namespace: str, min_ready_nodes: int, configuration: Configuration
-) -> list[str]:
+) -> list[Owned]:
     """The pods losing ``name`` displaces, once the node, its allowlists and the nodes that
     would stay Ready are checked (every displaced pod's namespace must be allowlisted)."""
     read_node(core, name)
     check_min_ready(core, name, int(min_ready_nodes))
-    displaced = [ident(p) for p in nodefault.displaced_pods(core, name, helper_namespace)]
-    for namespace in sorted({d.split("/", 1)[0] for d in displaced}):
+    owners = Owners(core.api_client)
+    displaced = [owners.owned(p) for p in nodefault.displaced_pods(core, name, helper_namespace)]
+    for namespace in sorted({d["pod"].split("/", 1)[0] for d in displaced}):
         check_namespace_allowed(namespace, configuration)
     return displaced
 

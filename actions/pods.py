@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from flywheel_chaos.kube.client import API_TIMEOUT, core_api
-from flywheel_chaos.kube.pods import Overlap, VolumeOverlap, wait_pods_gone
+from flywheel_chaos.kube.pods import Overlap, Owners, VolumeOverlap, wait_pods_gone
 from flywheel_chaos.kube.safety import SafetyRefusal, check_namespace_allowed, require_lease
 from flywheel_chaos.results import Result
 
@@ -40,7 +40,8 @@ def delete_state_authority_pods(
     most ``wait_gone_s`` until they are gone (a terminating pod may still
     serve its open connections, so the restart is complete only then; 0: do
     not wait). Returns ``{"namespace", "deleted": [{"name", "uid", "node",
-    "gone_s"}], "volume_overlap", "dry_run"}``.
+    "owner_uids", "gone_s"}], "volume_overlap", "dry_run"}`` (``owner_uids``: the pod's
+    controllers, a Deployment's through its ReplicaSet).
 
     While it waits it also checks that the restart kept each single-writer
     volume single-writer: ``volume_overlap`` lists every replacement pod that
@@ -72,8 +73,15 @@ def delete_state_authority_pods(
         )
     wanted = math.ceil(len(pods) * percentage / 100) if percentage else count
     chosen = random.sample(pods, min(wanted, len(pods)))
+    owners = Owners(core.api_client)
     deleted = [
-        {"name": p.metadata.name, "uid": p.metadata.uid, "node": p.spec.node_name} for p in chosen
+        {
+            "name": p.metadata.name,
+            "uid": p.metadata.uid,
+            "node": p.spec.node_name,
+            "owner_uids": owners.uids(p),
+        }
+        for p in chosen
     ]
     if dry_run:
         return {"namespace": namespace, "deleted": deleted, "volume_overlap": [], "dry_run": True}

@@ -35,7 +35,7 @@ from flywheel_chaos.kube.intents import (
     forget_intent_files,
     read_intents,
 )
-from flywheel_chaos.kube.safety import LEASE_NAME, SafetyRefusal, lease_expired
+from flywheel_chaos.kube.safety import LEASE_NAME, LeaseObservations, SafetyRefusal
 from flywheel_chaos.undo import undo_intent
 from harness.errors import CheckFailed
 from harness.processes import pid_alive
@@ -83,7 +83,7 @@ def _describe(result: dict[str, Any]) -> str:
 def _holder(lease: Any) -> tuple[str, bool]:
     """The lease's holder and whether it is dead (expired, or a gone process on this host)."""
     holder = str(lease.spec.holder_identity or "") if lease.spec else ""
-    if not holder or lease_expired(lease.spec, dt.datetime.now(dt.UTC)):
+    if not holder or LeaseObservations().expired(lease):
         return holder, True
     host, _, rest = holder.partition("/")
     pid = rest.partition("/")[0]

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
 from chaoslib.exceptions import ActivityFailed
@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from flywheel_chaos.kube.client import API_TIMEOUT
 from flywheel_chaos.kube.pods import (
+    Owners,
     controller_kind,
     ident,
     not_displaced_because,
@@ -42,6 +43,7 @@ class Skipped(TypedDict):
 class Eviction(TypedDict):
     pod: str
     uid: str
+    owner_uids: list[str]
     evicted_at: str
     attempts: int
     gone_at: str | None
@@ -98,7 +100,12 @@ def budget_message(exc: ApiException) -> str:
 
 
 def _evict_one(
-    core: client.CoreV1Api, pod: Any, deadline: float, first_delay: float, max_delay: float
+    core: client.CoreV1Api,
+    pod: Any,
+    deadline: float,
+    first_delay: float,
+    max_delay: float,
+    between: Callable[[], None],
 ) -> int:
     """Evict ``pod``, retrying 429 (a budget) with backoff until ``deadline``; the attempts."""
     body = {
@@ -109,6 +116,7 @@ def _evict_one(
     attempt, delay = 0, first_delay
     while True:
         attempt += 1
+        between()
         try:
             core.create_namespaced_pod_eviction(
                 pod.metadata.name, pod.metadata.namespace, body, _request_timeout=API_TIMEOUT
@@ -135,16 +143,28 @@ def _evict_one(
             delay = min(max_delay, delay * 2)
 
 
+def _nothing() -> None:
+    return None
+
+
 def evict_all(
-    core: client.CoreV1Api, pods: list[Any], deadline: float, first_delay: float, max_delay: float
+    core: client.CoreV1Api,
+    pods: list[Any],
+    deadline: float,
+    first_delay: float,
+    max_delay: float,
+    between: Callable[[], None] = _nothing,
 ) -> list[Eviction]:
+    """Evict each pod (``between`` runs before every attempt: the lease check)."""
     results: list[Eviction] = []
+    owners = Owners(core.api_client)
     for pod in pods:
-        attempts = _evict_one(core, pod, deadline, first_delay, max_delay)
+        attempts = _evict_one(core, pod, deadline, first_delay, max_delay, between)
         results.append(
             Eviction(
                 pod=ident(pod),
                 uid=pod.metadata.uid,
+                owner_uids=owners.uids(pod),
                 evicted_at=_now(),
                 attempts=attempts,
                 gone_at=None,
@@ -154,11 +174,19 @@ def evict_all(
 
 
 def wait_evicted_gone(
-    core: client.CoreV1Api, node: str, results: list[Eviction], deadline: float
+    core: client.CoreV1Api,
+    node: str,
+    results: list[Eviction],
+    deadline: float,
+    between: Callable[[], None] | None = None,
 ) -> None:
     """Wait (watching) until every evicted pod is gone; names those still there at ``deadline``."""
     gone = wait_pods_gone(
-        core, [r["uid"] for r in results], deadline, field_selector=f"spec.nodeName={node}"
+        core,
+        [r["uid"] for r in results],
+        deadline,
+        field_selector=f"spec.nodeName={node}",
+        between=between,
     )
     for result in results:
         if result["uid"] in gone:

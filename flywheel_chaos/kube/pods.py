@@ -15,6 +15,8 @@ from flywheel_chaos.kube.client import API_TIMEOUT
 
 __all__ = [
     "Overlap",
+    "Owned",
+    "Owners",
     "VolumeOverlap",
     "controller_kind",
     "ident",
@@ -56,6 +58,57 @@ def not_displaced_because(pod: Any) -> str | None:
     return None
 
 
+class Owned(TypedDict):
+    """A pod a fault touched, with the UIDs of the controllers it belongs to (its own, and,
+    for a ReplicaSet's pod, the Deployment above it): how the gate ties a fault to the
+    state authority's workloads."""
+
+    pod: str
+    uid: str
+    node: str | None
+    owner_uids: list[str]
+
+
+class Owners:
+    """Resolves pods' controller chains (ReplicaSet -> Deployment), each ReplicaSet read once."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.apps = client.AppsV1Api(api)
+        self._replica_sets: dict[tuple[str, str], list[str]] = {}
+
+    def uids(self, pod: Any) -> list[str]:
+        found: list[str] = []
+        for owner in pod.metadata.owner_references or []:
+            if not owner.controller:
+                continue
+            found.append(str(owner.uid))
+            if owner.kind == "ReplicaSet":
+                found += self._above(pod.metadata.namespace, owner.name)
+        return found
+
+    def _above(self, namespace: str, name: str) -> list[str]:
+        key = (namespace, name)
+        if key not in self._replica_sets:
+            try:
+                rs = self.apps.read_namespaced_replica_set(
+                    name, namespace, _request_timeout=API_TIMEOUT
+                )
+                refs = rs.metadata.owner_references or []
+                self._replica_sets[key] = [str(r.uid) for r in refs if r.controller]
+            except ApiException as exc:  # unreadable (403): only the ReplicaSet is known
+                logger.info("cannot read ReplicaSet %s/%s (%s)", namespace, name, exc.status)
+                self._replica_sets[key] = []
+        return self._replica_sets[key]
+
+    def owned(self, pod: Any) -> Owned:
+        return Owned(
+            pod=ident(pod),
+            uid=str(pod.metadata.uid),
+            node=pod.spec.node_name,
+            owner_uids=self.uids(pod),
+        )
+
+
 def pods_on_node(core: client.CoreV1Api, node: str) -> list[Any]:
     return list(
         core.list_pod_for_all_namespaces(
@@ -72,6 +125,7 @@ def wait_pods_gone(
     field_selector: str = "",
     label_selector: str = "",
     observe: Callable[[Any], None] | None = None,
+    between: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """Wait, by watching, until the pods ``uids`` are deleted; returns uid -> epoch when gone.
 
@@ -88,7 +142,10 @@ def wait_pods_gone(
         if namespace
         else core.list_pod_for_all_namespaces
     )
+    window = 5.0 if between is not None else 30.0
     while waiting:
+        if between is not None:
+            between()
         pods = lister(**selectors, _request_timeout=API_TIMEOUT)
         if observe is not None:
             for pod in pods.items:
@@ -103,7 +160,7 @@ def wait_pods_gone(
             lister,
             selectors,
             pods.metadata.resource_version,
-            remaining,
+            min(remaining, window),
             deadline,
             waiting,
             gone,

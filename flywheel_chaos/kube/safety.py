@@ -8,8 +8,12 @@ schedulable. A refusal is a :class:`SafetyRefusal`: the run stops with nothing c
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 from chaoslib.exceptions import ActivityFailed
@@ -23,11 +27,12 @@ from flywheel_chaos.kube.nodes import is_ready
 
 __all__ = [
     "LEASE_NAME",
+    "LeaseGuard",
+    "LeaseObservations",
     "SafetyRefusal",
     "check_min_ready",
     "check_namespace_allowed",
     "check_node_allowed",
-    "lease_expired",
     "lease_namespace",
     "namespace_allowlist",
     "node_allowlist",
@@ -73,14 +78,52 @@ def lease_namespace() -> str:
     return settings.FLYWHEEL_LEASE_NAMESPACE.get()
 
 
-def lease_expired(spec: Any, now: dt.datetime) -> bool:
-    """Whether a Lease spec has no holder or was not renewed within its duration."""
-    if not spec or not spec.holder_identity:
-        return True
-    renewed = spec.renew_time or spec.acquire_time
-    if renewed is None:
-        return True
-    return bool((now - renewed).total_seconds() > (spec.lease_duration_seconds or 0))
+class LeaseObservations:
+    """When this host last saw the lease change: how its expiry is judged (as client-go's
+    leader election does), never by comparing the holder's ``renewTime`` with this host's
+    clock (a host 31 s ahead would take a live lease).
+
+    A lease is expired when its ``resourceVersion`` has not changed for its duration *as
+    this host saw it*. Observations persist in ``FLYWHEEL_STATE_DIR/lease-observed.json``
+    (this host's wall clock only), so a later process on the same host continues them.
+    """
+
+    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.path = path or settings.state_dir() / "lease-observed.json"
+        self.clock = clock
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            loaded = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    def _save(self, seen: dict[str, dict[str, Any]]) -> None:
+        with contextlib.suppress(OSError):  # without a writable state dir: this process only
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(seen))
+            tmp.replace(self.path)
+
+    def unchanged_for(self, lease: Any) -> float:
+        """Seconds this host has seen ``lease`` unchanged (0 when it just changed)."""
+        key = f"{lease.metadata.namespace}/{lease.metadata.name}"
+        version, now = str(lease.metadata.resource_version), self.clock()
+        seen = self._load()
+        entry = seen.get(key)
+        if not entry or entry.get("resource_version") != version:
+            seen[key] = {"resource_version": version, "observed_at": now}
+            self._save(seen)
+            return 0.0
+        return max(0.0, now - float(entry.get("observed_at", now)))
+
+    def expired(self, lease: Any) -> bool:
+        """Whether ``lease`` has no holder, or has not changed for its duration here."""
+        spec = lease.spec
+        if not spec or not spec.holder_identity:
+            return True
+        return self.unchanged_for(lease) > float(spec.lease_duration_seconds or 0)
 
 
 def require_lease(configuration: Mapping[str, Any] | None) -> str:
@@ -118,7 +161,7 @@ def require_lease(configuration: Mapping[str, Any] | None) -> str:
             f"refused: the cluster lease {where} is held by {current or 'nobody'}, "
             f"not by this run ({holder})"
         )
-    if lease_expired(lease.spec, dt.datetime.now(dt.UTC)):
+    if LeaseObservations().expired(lease):
         raise SafetyRefusal(
             f"refused: this run's cluster lease {where} has expired (not renewed in time)"
         )
@@ -131,6 +174,28 @@ def _check_allowed(kind: str, value: str, allowed: list[str], key: str, variable
             f"refused: {kind} {value!r} is not in the {kind} allowlist {allowed or '(empty)'} "
             f"(hint: set {key} in the experiment's configuration or {variable})"
         )
+
+
+class LeaseGuard:
+    """Re-checks, between the steps of a long action, that this run still holds the lease.
+
+    At every step: the run's own keeper's word (it sets ``FLYWHEEL_RUN_REFUSED`` the moment
+    it loses the lease; free, in-process); every ``recheck_s``: the API (:func:`require_lease`).
+    A lost lease raises :class:`SafetyRefusal`: the action stops and undoes its own change.
+    """
+
+    def __init__(self, configuration: Mapping[str, Any] | None, recheck_s: float = 5.0) -> None:
+        self.configuration = configuration
+        self.recheck_s = recheck_s
+        self.checked = time.monotonic()
+
+    def __call__(self) -> None:
+        reason = refused_run()
+        if reason:
+            raise SafetyRefusal(f"refused: the lease was lost during the action: {reason}")
+        if time.monotonic() - self.checked >= self.recheck_s:
+            require_lease(self.configuration)
+            self.checked = time.monotonic()
 
 
 def check_node_allowed(node: str, configuration: Mapping[str, Any] | None) -> None:

@@ -15,12 +15,24 @@ if TYPE_CHECKING:
 
 
 def gate_mode(report: GateReport, expect_interim: bool) -> tuple[str, int, str]:
-    """The gate's mode, exit code and why: the one place that decides them."""
+    """The gate's mode, exit code and why: the one place that decides them.
+
+    A weaker policy is never green, in either mode; HA is never green without trust."""
+    if report.weaker_policy:
+        return (
+            "weaker_policy",
+            EXIT_FAILED,
+            "the policy is weaker than the floors: " + "; ".join(report.weaker_policy),
+        )
     if not expect_interim:
+        if not report.evidence_ok:
+            return "evidence_tampered", EXIT_FAILED, "recorded evidence fails verification"
+        if report.unsigned:
+            return "unsigned", EXIT_FAILED, "; ".join(report.unsigned)
         if report.proven:
             return "ha_ready", EXIT_OK, "every requirement is proven and the live posture is HA"
         return "not_ha_ready", EXIT_FAILED, "unproven requirements or posture facts remain"
-    if report.proven:
+    if report.rows_proven and report.evidence_ok and not report.unsigned:
         return "stale_interim_flag", EXIT_FAILED, "HA is proven: --expect-interim is stale, drop it"
     if not report.evidence_ok:
         return "evidence_tampered", EXIT_FAILED, "recorded evidence fails verification"
@@ -38,12 +50,13 @@ def gate_mode(report: GateReport, expect_interim: bool) -> tuple[str, int, str]:
 def _cmd_gate(args: argparse.Namespace) -> int:
     from harness.guard import resolve_authority
     from harness.record.gate import evaluate, load_policy
+    from harness.record.policy import validated_max_age
     from harness.record.signing import load_verifier
     from harness.record.store import load_store
 
     report = evaluate(
         resolve_authority(),
-        policy=load_policy(args.policy, max_age_days=args.max_age),
+        policy=load_policy(args.policy, max_age_days=validated_max_age(args.max_age)),
         verifier=load_verifier(args.public_key),
         store=load_store(),
     )
@@ -55,6 +68,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
                 "ok": code == EXIT_OK,
                 "reason": why,
                 "policy": report.policy,
+                "policy_effective": report.rules.effective() if report.rules else None,
+                "weaker_policy": report.weaker_policy,
+                "unsigned": report.unsigned,
                 "requirements": [r.as_dict() for r in report.rows],
                 "tampered": [
                     {"record": v.path.name, "problems": v.problems} for v in report.tampered
@@ -100,7 +116,16 @@ def _print(report: GateReport) -> None:
             f"volume nodes {','.join(live['volume_nodes']) or 'none'}; "
             f"image_pinned_by_digest={live['image_pinned_by_digest']}"
         )
-    out.print(f"policy: {report.policy}")
+    rules = report.rules
+    out.print(f"policy: {report.policy} (sha256 {rules.sha256[:16] if rules else '-'})")
+    if rules is not None:
+        for name, values in rules.effective()["requirements"].items():
+            shown = ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)
+            out.print(f"[dim]  {name}: {shown}[/]")
+    for floor in report.weaker_policy:
+        out.print(f"[red]WEAKER[/] {floor}")
+    for why in report.unsigned:
+        out.print(f"[red]UNSIGNED[/] {why}")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -126,7 +151,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--policy",
         default=None,
         metavar="FILE",
-        help="gate policy (default: FLYWHEEL_GATE_POLICY, ./gate.yaml, the repository's gate.yaml)",
+        help="gate policy (default: FLYWHEEL_GATE_POLICY, else the shipped gate.yaml; never ./gate.yaml)",
     )
     parser.add_argument(
         "--public-key",

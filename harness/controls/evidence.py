@@ -41,14 +41,13 @@ from harness.record.evidence import (
     PASSING,
     RecordRejected,
     evidence_dir,
-    harness_version,
     new_record,
 )
 from harness.record.posture import Target, fingerprint, read_target
 from harness.record.rca import collect
 from harness.record.recorder import record
 from harness.record.redact import RedactingFilter, Redactor
-from harness.record.verdict import decide, fault_effect
+from harness.record.verdict import RULES_VERSION, FaultEffect, decide, fault_effect, workload_uids
 
 logger = logging.getLogger("flywheel_chaos.controls.evidence")
 chaos_logger = logging.getLogger("chaostoolkit")
@@ -162,7 +161,6 @@ def before_experiment_control(
         target.get("endpoint", ""),
         target.get("bucket", ""),
         target.get("key", ""),
-        harness_version(),
     )
 
 
@@ -259,7 +257,7 @@ def after_experiment_control(
 
 
 def _verdict(
-    journal: dict[str, Any], told: Recording, effect: dict[str, Any] | None
+    journal: dict[str, Any], told: Recording, effect: FaultEffect | None
 ) -> tuple[str, list[str]]:
     run = current_run()
     if told.proof:
@@ -276,6 +274,9 @@ def _steps(journal: dict[str, Any], told: Recording) -> dict[str, Any]:
     proof_steps = [
         {
             "name": r.get("activity", {}).get("name"),
+            "provider": {
+                k: (r.get("activity", {}).get("provider") or {}).get(k) for k in ("module", "func")
+            },
             "status": r.get("status"),
             "output": _bounded(r.get("output")),
         }
@@ -301,12 +302,13 @@ def _document(
     verdict: tuple[str, list[str]],
     integrity: dict[str, Any],
     target: dict[str, str],
-    effect: dict[str, Any] | None,
+    effect: FaultEffect | None,
 ) -> dict[str, Any]:
     run, steady = current_run(), journal.get("steady_states") or {}
     summary = run.prober_summary
     return new_record(
         kind="proof" if told.proof else "experiment",
+        rules_version=RULES_VERSION,
         run_id=run.run_id,
         experiment=context.get("title"),
         fault=told.fault or run.fault,
@@ -315,7 +317,7 @@ def _document(
         fault_effect=effect,
         verdict=verdict[0],
         reasons=verdict[1],
-        dry_run=bool(context.get("dry") or journal.get("dry") or (effect or {}).get("dry_run")),
+        dry_run=bool(context.get("dry") or journal.get("dry") or (effect and effect["dry_run"])),
         status=journal.get("status"),
         deviated=journal.get("deviated"),
         started=journal.get("start"),
@@ -345,10 +347,15 @@ def _record(
     redactor: Redactor,
 ) -> None:
     run = current_run()
-    namespace = Target.from_env(told.state_namespace).namespace
     after = None if run.lease_refused else _state_key(configuration, secrets)
     before = run.integrity_before
-    effect = None if told.proof else fault_effect(run.fault_actions, namespace)
+    effect = (
+        None
+        if told.proof
+        else fault_effect(
+            run.fault_actions, workload_uids(run.fingerprint), told.fault or run.fault
+        )
+    )
     verdict, reasons = _verdict(journal, told, effect)
     unchanged = None
     if before and after and before.get("ok") and after.get("ok"):

@@ -32,7 +32,7 @@ from kubernetes.client.rest import ApiException
 
 from flywheel_chaos import settings
 from flywheel_chaos.kube.client import API_TIMEOUT, api_client
-from flywheel_chaos.kube.safety import LEASE_NAME, lease_expired
+from flywheel_chaos.kube.safety import LEASE_NAME, LeaseObservations
 
 logger = logging.getLogger("flywheel_chaos.controls.lease")
 
@@ -113,8 +113,8 @@ class LeaseKeeper:
             self.resource_version = created.metadata.resource_version
             return
         holder = current.spec.holder_identity if current.spec else None
-        if holder not in (None, "", self.identity) and not lease_expired(current.spec, _now()):
-            raise LeaseRefused(str(holder))
+        if holder not in (None, "", self.identity):
+            current = self._await_expiry(current)
         body = self._body(_now())
         body["metadata"]["resourceVersion"] = current.metadata.resource_version
         try:
@@ -126,6 +126,29 @@ class LeaseKeeper:
                 raise LeaseRefused(str(self._read().spec.holder_identity)) from exc
             raise
         self.resource_version = replaced.metadata.resource_version
+
+    def _await_expiry(self, current: Any) -> Any:
+        """Watch a foreign lease (polling, 1 s apart) until it changes (a live holder:
+        refuse) or this host has seen it unchanged for its duration (expired: the latest
+        read is returned, for a conditional take-over). Never judged by clocks."""
+        observations = LeaseObservations()
+        duration = float(current.spec.lease_duration_seconds or 0)
+        deadline = time.monotonic() + duration + 2.0
+        version = current.metadata.resource_version
+        while True:
+            if observations.expired(current):
+                logger.info(
+                    "lease held by %s unchanged for %.0f s here: expired",
+                    current.spec.holder_identity,
+                    duration,
+                )
+                return current
+            if time.monotonic() >= deadline:
+                raise LeaseRefused(str(current.spec.holder_identity))
+            time.sleep(1.0)
+            current = self._read()
+            if current.metadata.resource_version != version:
+                raise LeaseRefused(str(current.spec.holder_identity or "someone"))
 
     def renew(self) -> None:
         """One conditional renewal; sets ``lost`` when the lease is no longer ours."""

@@ -8,9 +8,16 @@ sample until both signals succeed again), the longest outage, the time to recove
 action ended, and the error classes seen.
 
 It also says how well it watched (``coverage``): the largest gap between one
-HEAD sample's answer and the next sample's start, and how many samples were
-lost to errors of the prober's own (anything that is not an answer or a
-failure of the server). A stalled sampler would otherwise read as uptime.
+HEAD sample's answer and the next sample's start (and from the last sample to the end of
+measurement), and how many samples were lost to errors of the prober's own (anything that
+is not an answer or a failure of the server). A stalled sampler would otherwise read as
+uptime. A success slower than :data:`SLOW_SUCCESS_MS` counts as an outage from its start to
+its answer: a HEAD that hangs 45 s and then answers was 45 s of nothing served.
+
+While the authority is down, the canary is sampled as often as HEAD, so that a window
+closes when the service does, not on the next once-a-second canary; and :meth:`Prober.finish`
+keeps sampling until no window is open (or its bound passes), so a window still open only
+because sampling stopped is measured to its end.
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ from flywheel_chaos.s3.errors import classify
 
 logger = logging.getLogger("flywheel_chaos.prober")
 
-__all__ = ["Prober", "Sample", "coverage", "outage_windows", "summarize"]
+__all__ = ["SLOW_SUCCESS_MS", "Prober", "Sample", "coverage", "outage_windows", "summarize"]
+
+SLOW_SUCCESS_MS = 1000.0
+"""A success slower than this is an outage from its start to its answer."""
 
 
 @dataclass
@@ -68,6 +78,7 @@ class Prober:
     canaries_verified: int = 0
     errors: int = 0
     """Samples lost to errors of the prober's own (not answers or failures of the server)."""
+    _last: dict[str, bool] = field(default_factory=dict)
 
     def _client(self, kind: str) -> Any:
         # the probes' client factory, with the prober's shorter bounds and no retries
@@ -84,6 +95,12 @@ class Prober:
     def _record(self, sample: Sample) -> None:
         with self._lock:
             self.samples.append(sample)
+            self._last[sample.kind] = sample.ok and sample.latency_ms <= SLOW_SUCCESS_MS
+
+    def _down(self) -> bool:
+        """Whether the latest sample of either signal failed (the authority looks down)."""
+        with self._lock:
+            return not all(self._last.values()) if self._last else False
 
     def _loop(self, kind: str, interval: float) -> None:
         client = self._client(kind)
@@ -118,7 +135,10 @@ class Prober:
                 with self._lock:
                     self.errors += 1
                 logger.warning("%s sample lost to a prober error: %r", kind, exc)
-            next_at = max(next_at + interval, time.monotonic())
+            if kind == "canary" and self._down():  # down: as often as HEAD, to see it end
+                next_at = time.monotonic() + self.head_interval_s
+            else:
+                next_at = max(next_at + interval, time.monotonic())
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def _canary(self, client: Any, steps: list[tuple[float, float]]) -> float:
@@ -146,8 +166,9 @@ class Prober:
                 client.delete_object(**kwargs)
         return verified
 
-    def start(self) -> None:
-        self.started_at = time.time()
+    def start(self, restart: bool = False) -> None:
+        if not restart:
+            self.started_at = time.time()
         for kind, interval in (("head", self.head_interval_s), ("canary", self.canary_interval_s)):
             thread = threading.Thread(
                 target=self._loop, args=(kind, interval), name=f"prober-{kind}", daemon=True
@@ -155,13 +176,37 @@ class Prober:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
-        if self.stopped_at:
-            return
+    def _halt(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=self.request_timeout_s + 2)
+        self._threads = []
+
+    def stop(self) -> None:
+        if self.stopped_at:
+            return
+        self._halt()
         self.stopped_at = time.time()
+
+    def finish(self, deadline: float) -> bool:
+        """Stop once no outage window is open, sampling on until then or ``deadline`` (a
+        monotonic instant); True when it stopped with every window closed."""
+        while True:
+            self._halt()
+            now = time.time()
+            windows = outage_windows(self.snapshot(), now)
+            if not windows or not windows[-1]["open"] or time.monotonic() >= deadline:
+                self.stopped_at = now
+                return not windows or not windows[-1]["open"]
+            logger.info("an outage window is still open when sampling would stop: sampling on")
+            self._stop = threading.Event()
+            self.start(restart=True)
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+                windows = outage_windows(self.snapshot(), time.time())
+                if not windows or not windows[-1]["open"]:
+                    time.sleep(max(self.head_interval_s, 0.05) * 2)  # a sample or two after
+                    break
 
     def snapshot(self) -> list[Sample]:
         with self._lock:
@@ -181,6 +226,17 @@ def _moment(sample: Sample) -> float:
     return sample.at if not sample.ok else sample.at + sample.latency_ms / 1000
 
 
+def _with_slow_as_failures(samples: list[Sample]) -> list[Sample]:
+    """Each success slower than :data:`SLOW_SUCCESS_MS` as a failure at its start (class
+    ``slow``) followed by its success at its answer."""
+    found = []
+    for sample in samples:
+        if sample.ok and sample.latency_ms > SLOW_SUCCESS_MS:
+            found.append(Sample(sample.kind, sample.at, False, 0.0, "slow"))
+        found.append(sample)
+    return found
+
+
 def outage_windows(samples: list[Sample], end: float) -> list[dict[str, Any]]:
     """Maximal spans in which the authority was down, each from its first failure to recovery.
 
@@ -193,7 +249,7 @@ def outage_windows(samples: list[Sample], end: float) -> list[dict[str, Any]]:
     down: dict[str, bool] = {}
     windows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
-    for sample in sorted(samples, key=_moment):
+    for sample in sorted(_with_slow_as_failures(samples), key=_moment):
         down[sample.kind] = not sample.ok
         if not sample.ok:
             if current is None:
@@ -231,8 +287,9 @@ def coverage(
     """How well the HEAD sampler watched: the largest unwatched gap and samples lost.
 
     A gap runs from one HEAD sample's answer (or failure) to the next
-    sample's start, and from the prober's start to its first sample; a
-    request in flight is watching, so a hung request is not a gap.
+    sample's start, from the prober's start to its first sample, and from the last
+    sample's answer to the end of measurement; a request in flight is watching, so a
+    hung request is not a gap (it is an outage, when it finally answers: slow).
     """
     heads = sorted((s for s in samples if s.kind == "head"), key=lambda s: s.at)
     largest = 0.0
@@ -240,6 +297,8 @@ def coverage(
     for sample in heads:
         largest = max(largest, sample.at - previous_end)
         previous_end = max(previous_end, sample.at + sample.latency_ms / 1000)
+    # the time from the last sample's answer to the end of measurement is unwatched too
+    largest = max(largest, stopped_at - previous_end)
     if not heads:
         largest = max(0.0, stopped_at - started_at)
     return {

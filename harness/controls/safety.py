@@ -26,7 +26,6 @@ an experiment that does not.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 from typing import Any
@@ -37,7 +36,7 @@ from kubernetes.client.rest import ApiException
 
 from flywheel_chaos import settings
 from flywheel_chaos.kube.client import API_TIMEOUT, api_client
-from flywheel_chaos.kube.safety import LEASE_NAME, lease_expired
+from flywheel_chaos.kube.safety import LEASE_NAME, LeaseObservations
 from harness.controls import current_run
 from harness.controls.lease import LeaseKeeper, LeaseRefused, holder_identity
 
@@ -83,7 +82,7 @@ def _join_game_day(coordination: client.CoordinationV1Api, namespace: str, share
             "the identity needs get on that Lease (deploy/rbac.yaml)",
         ) from exc
     holder = current.spec.holder_identity if current.spec else None
-    if holder != shared or lease_expired(current.spec, dt.datetime.now(dt.UTC)):
+    if holder != shared or LeaseObservations().expired(current):
         raise _refuse(
             f"the game day's lease {namespace}/{LEASE_NAME} is not live "
             f"(holder {holder or 'nobody'}, expected {shared})",

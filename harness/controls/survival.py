@@ -19,7 +19,7 @@ from typing import Any
 
 from flywheel_chaos.s3.authority import load_authority
 from harness.controls import current_run
-from harness.controls.prober import Prober, outage_windows, summarize
+from harness.controls.prober import Prober, summarize
 
 logger = logging.getLogger("flywheel_chaos.controls.survival")
 
@@ -71,12 +71,24 @@ def after_activity_control(context: dict[str, Any], state: dict[str, Any], **kwa
         run.fault_started_at = start
     if end is not None:
         run.fault_ended_at = end
+    provider = context.get("provider") or {}
     entry: dict[str, Any] = {
         "name": context.get("name"),
         "status": state.get("status"),
         "start": state.get("start"),
         "end": state.get("end"),
+        # what was done: the gate ties the fault to its own action by these
+        "provider": {
+            "type": provider.get("type"),
+            "module": provider.get("module"),
+            "func": provider.get("func"),
+            "arguments": provider.get("arguments") or {},
+        },
     }
+    exception = state.get("exception")
+    if exception:
+        lines = exception if isinstance(exception, list) else [str(exception)]
+        entry["error"] = str(lines[-1]).strip()[-500:]
     output = state.get("output")
     if isinstance(output, dict):
         entry["output"] = output  # the fault's own proof that it took effect
@@ -101,18 +113,13 @@ def after_experiment_control(
     prober = run.prober
     if prober is None:
         return
-    deadline = time.monotonic() + recovery_wait_s
-    while time.monotonic() < deadline:
-        windows = outage_windows(prober.snapshot(), time.time())
-        if not windows or not windows[-1]["open"]:
-            break
-        time.sleep(0.2)
-    else:
+    time.sleep(min(0.5, 3 * head_interval_s))  # a few samples after the experiment
+    # sample on until no outage window is open, or the bound passes: a window open only
+    # because sampling stopped would read as "not recovered"
+    if not prober.finish(time.monotonic() + recovery_wait_s):
         logger.warning(
             "the state authority had not recovered %ss after the experiment", recovery_wait_s
         )
-    time.sleep(min(0.5, 3 * head_interval_s))  # a few samples after recovery
-    prober.stop()
     run.prober_summary = summarize(
         prober.snapshot(),
         prober.started_at,

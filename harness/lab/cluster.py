@@ -44,6 +44,7 @@ from harness.lab.pki import ensure_pki, write_kubeconfig
 from harness.lab.topology import STATE_NAMESPACE as STATE_NAMESPACE
 from harness.lab.topology import canonical as topology_name
 from harness.processes import StartError, pid_alive, port_free, write_private
+from harness.record.signing import generate
 
 Progress = Callable[[str], None]
 CLEAN = (
@@ -58,7 +59,8 @@ CLEAN = (
     "logs",
     "service-proxy.json",
 )
-"""What ``down --clean`` removes from a lab directory (nothing else in it)."""
+"""What ``down --clean`` removes from a lab directory (nothing else in it: the evidence key
+pair in ``keys/`` stays, so that evidence signed before a clean start still verifies)."""
 
 
 class Lab:
@@ -163,6 +165,9 @@ class Lab:
                 "secret_key": secrets.token_urlsafe(30),
             }
             write_private(p.credentials, json.dumps(creds))
+        if not (p.root / "keys" / "evidence.key").exists():
+            # the lab signs its evidence, so the gate's trust rule holds in the lab too
+            generate(p.root / "keys", "evidence")
         loaded: dict[str, str] = json.loads(p.credentials.read_text())
         return loaded
 

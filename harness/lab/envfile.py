@@ -25,6 +25,9 @@ def values(paths: LabPaths, endpoint: str, creds: dict[str, str]) -> dict[str, s
         settings.FLYWHEEL_EVIDENCE_DIR.name: str(REPO / "evidence"),
         settings.FLYWHEEL_LAB_DIR.name: str(paths.root),
         settings.FLYWHEEL_STATE_DIR.name: str(REPO / ".flywheel"),
+        # the lab's own evidence key pair (lab up makes it): records are signed and checked
+        settings.FLYWHEEL_EVIDENCE_SIGNING_KEY.name: str(paths.root / "keys" / "evidence.key"),
+        settings.FLYWHEEL_EVIDENCE_PUBLIC_KEY.name: str(paths.root / "keys" / "evidence.pub"),
         # the experiments ship no allowlist: the lab allows its own nodes and namespace
         settings.FLYWHEEL_NODE_ALLOWLIST.name: ",".join(NODES),
         settings.FLYWHEEL_NAMESPACE_ALLOWLIST.name: STATE_NAMESPACE,

@@ -282,11 +282,13 @@ def posture(facts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def fingerprint(
-    facts: dict[str, Any], endpoint: str, bucket: str, key: str, harness_version: str
-) -> dict[str, Any]:
-    """The record's fingerprint of its target (``error`` when the cluster could not be read)."""
-    base = {"endpoint": endpoint, "bucket": bucket, "key": key, "harness_version": harness_version}
+def fingerprint(facts: dict[str, Any], endpoint: str, bucket: str, key: str) -> dict[str, Any]:
+    """The record's fingerprint of its target (``error`` when the cluster could not be read).
+
+    It holds what the evidence is about (cluster, workloads with their image digests,
+    claims, endpoint, bucket, key), not the harness's version: a record keeps counting
+    across releases while its verdict rules are today's (the record's ``rules_version``)."""
+    base = {"endpoint": endpoint, "bucket": bucket, "key": key}
     if "error" in facts:
         return {**base, "error": facts["error"]}
     return {
@@ -355,7 +357,7 @@ def differences(recorded: dict[str, Any] | None, live: dict[str, Any]) -> list[s
         for name in sorted(old_claims):
             if old_claims[name] != new_claims[name]:
                 changes.append(f"claim {name} changed (access modes, class or pinned nodes)")
-    for field_name in ("endpoint", "bucket", "key", "harness_version"):
+    for field_name in ("endpoint", "bucket", "key"):
         if recorded.get(field_name) != live.get(field_name):
             changes.append(
                 f"{field_name.replace('_', ' ')} {recorded.get(field_name)} -> {live.get(field_name)}"

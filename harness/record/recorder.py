@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel_chaos.s3.authority import StateAuthority
-from harness.record.evidence import evidence_dir, harness_version, write_record
+from harness.record.evidence import evidence_dir, write_record
 from harness.record.posture import Target, fingerprint, read_target
 from harness.record.redact import Redactor
 from harness.record.signing import load_signer
@@ -38,7 +38,6 @@ def target_fingerprint(authority: StateAuthority, namespace: str = "") -> dict[s
         authority.endpoint,
         authority.bucket,
         authority.key,
-        harness_version(),
     )
 
 

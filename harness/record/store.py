@@ -5,8 +5,13 @@ deleted (the rest still chains). The store can: configured with
 ``FLYWHEEL_EVIDENCE_URL=s3://BUCKET/PREFIX``, every record and journal copy is
 uploaded under ``PREFIX/records/`` and the chain head (record count, newest
 record's name and SHA-256, signed when a key is configured) is written to
-``PREFIX/HEAD.json`` on every write. ``evidence verify`` then compares the
-directory with the store and names missing, extra and altered records.
+``PREFIX/HEAD.json`` on every write, with a sequence one above the store's previous head's
+and its time, both signed. ``evidence verify`` then compares the directory with the store
+and names missing, extra and altered records, and reads the store's history (object
+versions and delete markers): a record deleted from the store, or a head whose sequence went
+backwards (an older, validly signed ``HEAD.json`` restored), is named. Only someone who can
+delete object *versions* permanently can still erase history; keep that right away from the
+identities that write evidence.
 
 The store has its own endpoint and credentials (``FLYWHEEL_EVIDENCE_ENDPOINT_URL``,
 ``FLYWHEEL_EVIDENCE_ACCESS_KEY_ID``, ``FLYWHEEL_EVIDENCE_SECRET_ACCESS_KEY``,
@@ -18,6 +23,7 @@ outage, so that configuration is refused.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -39,7 +45,7 @@ from harness.record.signing import Signer, Verifier
 
 logger = logging.getLogger("flywheel_chaos.record.store")
 
-URL_ENV = "FLYWHEEL_EVIDENCE_URL"
+URL_ENV = settings.FLYWHEEL_EVIDENCE_URL.name
 HEAD = "HEAD.json"
 
 
@@ -141,6 +147,67 @@ class EvidenceStore:
                 return found
             token = page.get("NextContinuationToken")
 
+    def versions(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every version and delete marker under the store's prefix (its whole history)."""
+        versions: list[dict[str, Any]] = []
+        markers: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key("")}
+        while True:
+            page = self._call("list_object_versions", **kwargs)
+            versions += page.get("Versions", [])
+            markers += page.get("DeleteMarkers", [])
+            if not page.get("IsTruncated"):
+                return versions, markers
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+
+    def head_versions(self) -> list[dict[str, Any]]:
+        """Every version of the chain head the store kept, oldest first, parsed."""
+        versions, _ = self.versions()
+        # S3 lists a key's versions newest first (LastModified has only a second's grain)
+        heads = [v for v in versions if v["Key"] == self._key(HEAD)][::-1]
+        parsed = []
+        for version in heads:
+            try:
+                body = self.client.get_object(
+                    Bucket=self.bucket, Key=version["Key"], VersionId=version["VersionId"]
+                )["Body"].read()
+                parsed.append({**json.loads(body), "_version": version["VersionId"]})
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError):
+                parsed.append({"_version": version["VersionId"], "_unreadable": True})
+        return parsed
+
+    def highest_sequence(self) -> int:
+        return max((int(h.get("sequence") or 0) for h in self.head_versions()), default=0)
+
+    def history_problems(self) -> list[str]:
+        """What the store's versions say was undone: deleted records, heads gone back."""
+        problems = []
+        _, markers = self.versions()
+        prefix = self._key("records/")
+        for marker in markers:
+            if marker["Key"].startswith(prefix) and marker.get("IsLatest"):
+                problems.append(
+                    f"deleted: {marker['Key'][len(prefix) :]} was deleted from the store "
+                    f"(a delete marker of {marker['LastModified']})"
+                )
+        highest = 0
+        for head in self.head_versions():
+            sequence = int(head.get("sequence") or 0)
+            if sequence and sequence < highest:
+                problems.append(
+                    f"head rolled back: head version {head['_version']} has sequence "
+                    f"{sequence}, after one with {highest}"
+                )
+            highest = max(highest, sequence)
+        current = self.head() or {}
+        if highest and int(current.get("sequence") or 0) < highest:
+            problems.append(
+                f"head rolled back: the current head's sequence is {current.get('sequence')}, "
+                f"the store once had {highest}"
+            )
+        return problems
+
     def head(self) -> dict[str, Any] | None:
         data = self.get(HEAD)
         if data is None:
@@ -163,7 +230,7 @@ def load_store(environ: Mapping[str, str] | None = None) -> EvidenceStore | None
         raise ConfigError(
             f"{URL_ENV}={url!r} is not s3://BUCKET/PREFIX", "for example s3://tofu-evidence/lab"
         )
-    endpoint = _setting(env, "FLYWHEEL_EVIDENCE_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+    endpoint = _setting(env, settings.FLYWHEEL_EVIDENCE_ENDPOINT_URL.name, "AWS_ENDPOINT_URL_S3")
     state_bucket = settings.TOFU_STATE_BUCKET.get(env)
     state_endpoint = env.get("AWS_ENDPOINT_URL_S3", "")
     if parsed.netloc == state_bucket and endpoint.rstrip("/") == state_endpoint.rstrip("/"):
@@ -176,17 +243,26 @@ def load_store(environ: Mapping[str, str] | None = None) -> EvidenceStore | None
         bucket=parsed.netloc,
         prefix=parsed.path.strip("/"),
         endpoint=endpoint,
-        region=_setting(env, "FLYWHEEL_EVIDENCE_REGION", "AWS_REGION", "us-east-1"),
-        access_key_id=_setting(env, "FLYWHEEL_EVIDENCE_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID") or None,
+        region=_setting(env, settings.FLYWHEEL_EVIDENCE_REGION.name, "AWS_REGION", "us-east-1"),
+        access_key_id=_setting(
+            env, settings.FLYWHEEL_EVIDENCE_ACCESS_KEY_ID.name, "AWS_ACCESS_KEY_ID"
+        )
+        or None,
         secret_access_key=_setting(
-            env, "FLYWHEEL_EVIDENCE_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"
+            env, settings.FLYWHEEL_EVIDENCE_SECRET_ACCESS_KEY.name, "AWS_SECRET_ACCESS_KEY"
         )
         or None,
     )
 
 
-def chain_head(directory: Path, signer: Signer | None = None) -> dict[str, Any]:
-    """Count and newest record of the local chain, signed when a key is configured."""
+def chain_head(
+    directory: Path, signer: Signer | None = None, sequence: int | None = None
+) -> dict[str, Any]:
+    """Count and newest record of the local chain, signed when a key is configured.
+
+    A published head also carries its ``sequence`` (one more than the store's previous
+    head's: a head restored from an older version reads lower) and ``published_at``; both
+    are signed."""
     files = record_files(directory)
     newest = files[-1] if files else None
     digest = sha256(newest.read_bytes()) if newest else None
@@ -195,13 +271,19 @@ def chain_head(directory: Path, signer: Signer | None = None) -> dict[str, Any]:
         "newest": newest.name if newest else None,
         "newest_sha256": digest,
     }
+    if sequence is not None:
+        head["sequence"] = sequence
+        head["published_at"] = dt.datetime.now(dt.UTC).isoformat()
     if signer is not None:
         head["signature"] = signer.sign(head_message(head))
     return head
 
 
 def head_message(head: Mapping[str, Any]) -> str:
-    return f"{head.get('count')}:{head.get('newest')}:{head.get('newest_sha256')}"
+    message = f"{head.get('count')}:{head.get('newest')}:{head.get('newest_sha256')}"
+    if "sequence" in head:
+        message += f":{head.get('sequence')}:{head.get('published_at')}"
+    return message
 
 
 def _local_files(directory: Path) -> list[Path]:
@@ -223,7 +305,9 @@ def publish(directory: Path, store: EvidenceStore, signer: Signer | None = None)
         if path.name not in present:
             store.put(f"records/{path.name}", path.read_bytes())
             uploaded.append(path.name)
-    head = chain_head(directory, signer)
+    previous = store.head() or {}
+    sequence = max(int(previous.get("sequence") or 0), store.highest_sequence()) + 1
+    head = chain_head(directory, signer, sequence)
     store.put(HEAD, canonical(head))
     return {"store": store.url, "uploaded": uploaded, "head": head}
 
@@ -262,6 +346,7 @@ def compare(directory: Path, store: EvidenceStore, verifier: Verifier | None = N
             same = store.get(f"records/{name}") == data
         if not same:
             problems.append(f"altered: {name} differs from the store's copy")
+    problems += store.history_problems()
     head = store.head()
     if head is None:
         problems.append(f"the store {store.url} has no chain head")

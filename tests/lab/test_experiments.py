@@ -22,14 +22,15 @@ from actions.nodes import cordon_node, drain_node, uncordon_node
 from flywheel_chaos.kube.intents import INTENT_ANNOTATION
 from flywheel_chaos.kube.safety import LEASE_NAME
 from flywheel_chaos.s3.authority import load_authority
-from harness.controls.lease import LeaseKeeper, holding_lease
+from harness.controls.lease import holding_lease
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.processes import wait_until
 from harness.record.evidence import new_record, record_files, write_record
 from harness.record.recorder import target_fingerprint
+from harness.record.signing import load_signer
 from harness.recover import recover
 from probes.state_authority import state_authority_serving_within
-from tests.support.labkit import BIN, REPO, chaos_start, cli, disruption_budget
+from tests.support.labkit import BIN, REPO, chaos_start, cli, disruption_budget, write_full_set
 
 pytestmark = pytest.mark.lab
 
@@ -391,36 +392,16 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     assert "TAMPERED" in tampered.stdout and first.name in tampered.stdout
 
 
-def _survived_records(directory: Path, runs: int = 5) -> None:
+def _survived_records(directory: Path, env: dict[str, str]) -> None:
     """What five survived runs of every fault against the live target would leave."""
     live = target_fingerprint(load_authority())
-    effect = {"took_effect": True, "dry_run": False, "why": "synthetic"}
-    for fault in ("pod-delete", "node-drain", "node-unavailable"):
-        for _ in range(runs):
-            write_record(
-                new_record(
-                    fault=fault,
-                    verdict="survived",
-                    reasons=["synthetic"],
-                    fingerprint=live,
-                    fault_effect=effect,
-                    prober={"longest_outage_ms": 500.0},
-                ),
-                directory,
-            )
-    for fault in ("backup-restore", "tofu-noop-plan"):
-        write_record(
-            new_record(kind="proof", fault=fault, verdict="passed", fingerprint=live), directory
-        )
-    write_record(
-        new_record(kind="guard", fault="guard", verdict="passed", fingerprint=live), directory
-    )
+    write_full_set(directory, live, load_signer(env["FLYWHEEL_EVIDENCE_SIGNING_KEY"]))
 
 
 def test_survived_records_with_a_singleton_live_deployment_keep_the_gate_red_on_posture(
     run_env: dict[str, str],
 ) -> None:
-    _survived_records(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]))
+    _survived_records(Path(run_env["FLYWHEEL_EVIDENCE_DIR"]), run_env)
     red = cli(["gate", "--json"], run_env)
     assert red.returncode == 1
     rows = {r["requirement"]: r for r in json.loads(red.stdout)["requirements"]}
@@ -547,12 +528,12 @@ def test_a_stolen_lease_aborts_the_run_its_rollbacks_run_and_the_thief_is_never_
     )
     process = _start("node-drain.yaml", run_env, tmp_path)
     wait_until(lambda: _unschedulable(core), 60, "the drain to cordon bumble")
-    # time passes for the lease only: it expires, and another identity takes it
+    # another identity writes itself in as the holder (what a host whose clock runs far
+    # ahead, judging expiry by the holder's renewTime, would do)
     lease = _lease(lab)
-    lease.spec.renew_time = lease.spec.renew_time.replace(year=2020)
+    lease.spec.holder_identity = "thief/1/steals"
+    lease.spec.lease_duration_seconds = 300
     coordination.replace_namespaced_lease(LEASE_NAME, "kube-system", lease)
-    thief = LeaseKeeper(coordination, "kube-system", "thief/1/steals", 300)
-    thief.acquire()
     stolen = _lease(lab)
     output, _ = process.communicate(timeout=300)
     (record,) = _records(run_env)
@@ -564,26 +545,27 @@ def test_a_stolen_lease_aborts_the_run_its_rollbacks_run_and_the_thief_is_never_
     after = _lease(lab)
     assert after.spec.holder_identity == "thief/1/steals"
     assert after.metadata.resource_version == stolen.metadata.resource_version
-    assert thief.release()
+    coordination.delete_namespaced_lease(
+        LEASE_NAME,
+        "kube-system",
+        body=client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(resource_version=after.metadata.resource_version)
+        ),
+    )
     _after_each(core, run_env)
 
 
 def test_another_runs_intent_survives_a_failed_run_and_recover_uncordons_bumble_every_time(
     run_env: dict[str, str], lab: Lab, core: client.CoreV1Api
 ) -> None:
-    coordination = client.CoordinationV1Api(
-        config.new_client_from_config(config_file=str(lab.paths.kubeconfig))
-    )
     for trial in range(10):
-        # run A cordons bumble and dies: nothing renews or releases its lease
-        with holding_lease() as keeper_a:
+        # run A cordons bumble and dies: nothing renews or releases its (2 s) lease
+        with holding_lease(duration_s=2) as keeper_a:
             cordon_node("bumble", configuration=None)
             keeper_a.stop()
             keeper_a.lost = "died"  # so that leaving the block releases nothing
-        lease = _lease(lab)
-        lease.spec.renew_time = lease.spec.renew_time.replace(year=2020)
-        coordination.replace_namespaced_lease(LEASE_NAME, "kube-system", lease)
-        # run B takes the expired lease, finds A's change, fails, and cleans up only its own
+        # run B sees A's lease unchanged for its duration, takes it, finds A's change, fails,
+        # and cleans up only its own
         with holding_lease():
             with pytest.raises(ActivityFailed, match="carries an undone cordon of run"):
                 drain_node("bumble", timeout_s=10)

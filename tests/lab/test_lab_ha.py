@@ -9,6 +9,7 @@ lengths) varies run to run and is measured by ``benchmarks/ha_candidate.py``.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tarfile
 import time
@@ -29,8 +30,10 @@ from harness.processes import wait_until
 from harness.record.evidence import new_record, write_record
 from harness.record.rca import collect
 from harness.record.recorder import target_fingerprint
+from harness.record.signing import load_signer
+from harness.record.verdict import RULES_VERSION
 from probes.state_authority import state_authority_serving_within
-from tests.support.labkit import cli
+from tests.support.labkit import REPO, cli, fault_actions, write_full_set
 
 pytestmark = pytest.mark.lab
 TOPOLOGY = "ha"
@@ -111,48 +114,65 @@ def test_the_gate_reads_a_replicated_posture_and_refuses_the_interim_flag(
     } == {"proven"}
 
 
-def test_with_five_survived_runs_of_every_fault_on_this_posture_the_gate_is_green(
-    run_env: dict[str, str],
+def test_a_full_signed_fault_proven_set_makes_the_gate_green_and_any_one_defect_red(
+    run_env: dict[str, str], tmp_path: Path
 ) -> None:
     live = target_fingerprint(load_authority())
-    directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
-    effect = {"took_effect": True, "dry_run": False, "why": "synthetic"}
-
-    def survived(fault: str, fingerprint: dict[str, object]) -> None:
-        write_record(
-            new_record(
-                fault=fault,
-                verdict="survived",
-                fingerprint=fingerprint,
-                fault_effect=effect,
-                prober={"longest_outage_ms": 900.0},
-            ),
-            directory,
-        )
-
-    # five runs against an older image: they prove nothing about this one, and say why
-    older = {**live, "workloads": [{**w, "images": ["sha256:old"]} for w in live["workloads"]]}
-    for _ in range(5):
-        survived("pod-delete", older)
-    stale = json.loads(cli(["gate", "--json"], run_env).stdout)
-    row = next(r for r in stale["requirements"] if r["requirement"] == "pod-restart")
-    assert row["status"] == "stale" and "image digest changed" in row["detail"], row
-    for fault in ("pod-delete", "node-drain", "node-unavailable"):
-        for _ in range(5):
-            survived(fault, live)
-    for kind, fault in (
-        ("proof", "backup-restore"),
-        ("proof", "tofu-noop-plan"),
-        ("guard", "guard"),
-    ):
-        write_record(
-            new_record(kind=kind, fault=fault, verdict="passed", fingerprint=live), directory
-        )
+    signer = load_signer(run_env["FLYWHEEL_EVIDENCE_SIGNING_KEY"])
+    good = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
+    write_full_set(good, live, signer)
+    assert _guard(run_env).returncode == 0  # the live checks the gate runs
     green = cli(["gate"], run_env)
-    assert green.returncode == 0, green.stdout
+    assert green.returncode == 0, green.stdout + green.stderr
     assert "mode=ha_ready" in green.stdout
     flag = cli(["gate", "--expect-interim"], run_env)
     assert flag.returncode == 1 and "mode=stale_interim_flag" in flag.stdout
+
+    def red(name: str, env: dict[str, str], *args: str) -> dict[str, Any]:
+        result = cli(["gate", "--json", *args], env)
+        assert result.returncode == 1, (name, result.stdout[-2000:], result.stderr[-2000:])
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    def with_extra(name: str, **fields: Any) -> dict[str, str]:
+        directory = tmp_path / name
+        shutil.copytree(good, directory)
+        write_record(new_record(rules_version=RULES_VERSION, **fields), directory, signer=signer)
+        return {**run_env, "FLYWHEEL_EVIDENCE_DIR": str(directory)}
+
+    def row(report: dict[str, Any], name: str) -> dict[str, Any]:
+        return next(r for r in report["requirements"] if r["requirement"] == name)
+
+    weak = tmp_path / "weak.yaml"
+    weak.write_text((REPO / "gate.yaml").read_text().replace("runs: 5", "runs: 1"))
+    assert red("weaker", run_env, "--policy", str(weak))["mode"] == "weaker_policy"
+    unsigned = {k: v for k, v in run_env.items() if k != "FLYWHEEL_EVIDENCE_PUBLIC_KEY"}
+    assert red("unsigned", unsigned)["mode"] == "unsigned"
+    prober = {"longest_outage_ms": 900.0, "coverage": {"largest_gap_ms": 150.0}}
+    failing = with_extra(
+        "failing", fault="pod-delete", verdict="not-survived", reasons=["HEAD answered NoSuchKey"],
+        fingerprint=live, fault_actions=fault_actions("pod-delete", live), prober=prober,
+    )  # fmt: skip
+    assert "not-survived at" in row(red("failing", failing), "pod-restart")["detail"]
+    other_app = with_extra(
+        "other-app", fault="node-drain", verdict="survived", fingerprint=live,
+        fault_actions=fault_actions("node-drain", live, owner="some-other-app"), prober=prober,
+    )  # fmt: skip
+    detail = row(red("other-app", other_app), "node-maintenance")["detail"]
+    assert "does not show the fault took effect" in detail
+    unknown = with_extra(
+        "unknown-target", fault="node-unavailable", verdict="not-survived", reasons=["down"],
+        fingerprint={**live, "error": "reading nix-cache: 403"},
+        fault_actions=fault_actions("node-unavailable", live), prober=prober,
+    )  # fmt: skip
+    detail = row(red("unknown-target", unknown), "node-unavailability")["detail"]
+    assert "failed against a target that could not be read" in detail
+    tampered = tmp_path / "tampered"
+    shutil.copytree(good, tampered)
+    victim = sorted(tampered.glob("*-pod-delete-*.json"))[-1]
+    victim.write_text(victim.read_text().replace('"survived"', '"survived" '))
+    env = {**run_env, "FLYWHEEL_EVIDENCE_DIR": str(tampered)}
+    assert red("tampered", env)["mode"] == "evidence_tampered"
 
 
 def test_losing_a_gateway_keeps_state_served_and_a_replacement_returns(

@@ -177,7 +177,14 @@ def test_a_helper_pod_the_namespace_refuses_injects_nothing_and_proves_nothing(
         assert result["confirmed"] is False
         assert result["confirmation"].startswith("not injected: cannot create the kubelet-stop")
         assert "403" in result["confirmation"]
-        effect = fault_effect([{"name": "x", "status": "succeeded", "output": result}], "nix-cache")
+        action = {
+            "name": "x",
+            "status": "succeeded",
+            "provider": {"module": "actions.nodes", "func": "make_node_unavailable"},
+            "output": result,
+        }
+        owners = {uid for d in result["displaced_pods"] for uid in d["owner_uids"]}
+        effect = fault_effect([action], owners, "node-unavailable")
         assert effect["took_effect"] is False
         assert restore_node("bumble")["kubelet_ready"] is True
     assert _ready(core) == "True"

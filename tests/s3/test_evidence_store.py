@@ -155,3 +155,38 @@ def test_the_state_bucket_is_refused_as_the_store(
     assert main(["evidence", "--dir", str(tmp_path), "push"]) == 2
     error = capsys.readouterr().err
     assert "is the state bucket itself" in error and "survive the outage" in error
+
+
+def test_a_store_rolled_back_without_the_key_is_named(
+    store_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    s3_admin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.record.signing import generate
+
+    private, public = generate(tmp_path / "keys")
+    monkeypatch.setenv("FLYWHEEL_EVIDENCE_SIGNING_KEY", str(private))
+    directory = tmp_path / "evidence"
+    paths = _record_runs(directory, 3)
+    bucket, prefix = store_env["bucket"], "lab"
+    # the attacker: delete the newest (not-survived, say) record from directory and store,
+    # then put the previous, validly signed HEAD.json version back
+    newest = paths[-1]
+    for path in (newest, newest.with_name(newest.name.replace(".json", ".journal.json"))):
+        path.unlink()
+        s3_admin.delete_object(Bucket=bucket, Key=f"{prefix}/records/{path.name}")
+    versions = s3_admin.list_object_versions(Bucket=bucket, Prefix=f"{prefix}/HEAD.json")
+    previous = versions["Versions"][1]  # newest first: the head before the deleted record's
+    s3_admin.copy_object(
+        Bucket=bucket,
+        Key=f"{prefix}/HEAD.json",
+        CopySource={"Bucket": bucket, "Key": f"{prefix}/HEAD.json", "VersionId": previous["VersionId"]},
+    )  # fmt: skip
+    capsys.readouterr()
+    code = main(["evidence", "--dir", str(directory), "verify", "--public-key", str(public)])
+    output = capsys.readouterr().out
+    assert code == 1
+    assert f"deleted: {newest.name} was deleted from the store" in output
+    assert "head rolled back: the current head's sequence is 2, the store once had 3" in output

@@ -4,6 +4,7 @@ does when one of them is wrong about the state."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from flywheel_chaos.s3.authority import load_authority
 from harness.controls.prober import Prober, Sample, summarize
 from harness.lab.seaweed import SeaweedS3
 from harness.record.verdict import decide, fault_effect
-from tests.support.netfaults import missing_key_server, round_robin_proxy
+from tests.support.netfaults import Switch, missing_key_server, round_robin_proxy, switchable_proxy
 
 
 def _sample_for(prober: Prober, seconds: float) -> dict[str, int]:
@@ -81,14 +82,19 @@ def test_a_prober_thread_that_stalls_two_seconds_makes_the_verdict_an_error_nami
     action = {
         "name": "delete",
         "status": "succeeded",
-        "output": {"namespace": "nix-cache", "dry_run": False, "deleted": [{"name": "p"}]},
+        "provider": {"module": "actions.pods", "func": "delete_state_authority_pods"},
+        "output": {
+            "namespace": "nix-cache",
+            "dry_run": False,
+            "deleted": [{"name": "p", "owner_uids": ["w"]}],
+        },
     }
     verdict, reasons = decide(
         {"status": "completed", "steady_states": {}},
         summary,
         [action],
         None,
-        effect=fault_effect([action], "nix-cache"),
+        effect=fault_effect([action], {"w"}, "pod-delete"),
     )
     assert verdict == "error"
     assert f"gap of {summary['coverage']['largest_gap_ms']} ms" in reasons[0]
@@ -117,3 +123,26 @@ def test_an_error_of_the_prober_s_own_is_a_lost_sample_not_uptime(
     assert summary["coverage"]["prober_errors"] >= 20
     assert summary["coverage"]["largest_gap_ms"] > 1000
     assert summary["head_failures"] == 0  # not an outage of the server either
+
+
+def test_an_outage_still_open_when_sampling_would_stop_is_measured_to_its_end(
+    seaweed: SeaweedS3, authority_env: dict[str, str]
+) -> None:
+    switch = Switch()
+    with switchable_proxy(seaweed.endpoint, switch) as proxy:
+        prober = Prober(load_authority(endpoint=proxy), head_interval_s=0.05, canary_interval_s=1)
+        prober.start()
+        time.sleep(0.5)
+        switch.up = False  # the service goes down just before the measurement would end
+        time.sleep(0.5)
+        down_for = 1.5
+        threading.Timer(down_for, lambda: setattr(switch, "up", True)).start()
+        came_back = time.time() + down_for
+        recovered = prober.finish(time.monotonic() + 10)
+    summary = summarize(prober.snapshot(), prober.started_at, prober.stopped_at, budget_ms=5000)
+    assert recovered is True and summary["recovered"] is True
+    window = summary["outages"][-1]
+    assert window["open"] is False
+    # it closed when the service came back (the canary sampled as often as HEAD while down),
+    # not at the next once-a-second canary
+    assert abs(window["end"] - came_back) < 0.5, window

@@ -215,3 +215,23 @@ def test_no_endpoint_is_a_configuration_failure(monkeypatch: pytest.MonkeyPatch)
 def test_the_state_key_is_never_under_the_canary_prefix(authority_env: dict[str, str]) -> None:
     with pytest.raises(ActivityFailed, match="under the harness's canary prefix"):
         sa.state_key_readable(key=CANARY_PREFIX + "x")
+
+
+def test_a_503_answered_to_one_racer_is_retried_within_the_race_and_one_wins(
+    server: SeaweedS3 | RustFSServer, authority_env: dict[str, str]
+) -> None:
+    answered: list[str] = []
+
+    def once(path: str) -> bool:  # the first conditional PUT of the race meets a 503
+        if path.endswith("-race.tflock") and not answered:
+            answered.append(path)
+            return True
+        return False
+
+    with header_stripping_proxy(
+        server.endpoint, server.access_key, server.secret_key, strip="", fail_put=once
+    ) as proxy:
+        result = sa.lock_exclusive(endpoint=proxy)
+    assert answered, "the proxy never answered 503"
+    assert result["race_winners"] == 1 and result["race_retries"] >= 1
+    assert result["race_refusals"] == [412]

@@ -38,12 +38,15 @@ def header_stripping_proxy(
     secret_key: str,
     strip: str = "If-None-Match",
     fail_delete: Callable[[str], bool] | None = None,
+    fail_put: Callable[[str], bool] | None = None,
 ) -> Iterator[str]:
     """A loopback S3 proxy that drops one header and re-signs the request.
 
     It stands for an S3 server that ignores conditional writes; with
     ``fail_delete``, also for one whose DELETE of some paths fails with
-    InternalError (a replicated server routing those keys to a member that left).
+    InternalError (a replicated server routing those keys to a member that left); with
+    ``fail_put``, for one that answers some PUTs 503 SlowDown (a member rejoining).
+    ``strip=""`` drops nothing.
     """
     target = urlsplit(upstream)
     credentials = Credentials(access_key, secret_key)
@@ -57,7 +60,16 @@ def header_stripping_proxy(
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            if self.command == "DELETE" and fail_delete and fail_delete(self.path.split("?")[0]):
+            path = self.path.split("?")[0]
+            if self.command == "PUT" and fail_put and fail_put(path):
+                error = b"<Error><Code>SlowDown</Code><Message>reduce your rate</Message></Error>"
+                self.send_response(503)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            if self.command == "DELETE" and fail_delete and fail_delete(path):
                 error = b"<Error><Code>InternalError</Code><Message>member left</Message></Error>"
                 self.send_response(500)
                 self.send_header("Content-Type", "application/xml")
@@ -70,7 +82,7 @@ def header_stripping_proxy(
                 for k, v in self.headers.items()
                 if k.lower()
                 not in {
-                    strip.lower(),
+                    strip.lower() or "-",
                     "authorization",
                     "x-amz-date",
                     "host",
@@ -159,6 +171,47 @@ def round_robin_proxy(upstreams: list[str]) -> Iterator[str]:
 
     with _tcp_listener(forward) as endpoint:
         yield endpoint
+
+
+class Switch:
+    """Whether a :func:`switchable_proxy` passes connections on (``up``) or drops them."""
+
+    up = True
+
+
+@contextmanager
+def switchable_proxy(upstream: str, switch: Switch) -> Iterator[str]:
+    """A TCP forwarder to ``upstream`` that, while ``switch.up`` is False, closes every new
+    connection at once (the service is down) and drops the ones it holds."""
+    held: list[socket.socket] = []
+    with round_robin_proxy([upstream]) as inner:
+        target = urlsplit(inner)
+
+        def forward(client: socket.socket) -> list[socket.socket]:
+            if not switch.up:
+                client.close()
+                return []
+            upstream_socket = socket.create_connection((target.hostname, target.port), timeout=2)
+            upstream_socket.settimeout(None)
+
+            def pump(source: socket.socket, sink: socket.socket) -> None:
+                try:
+                    while switch.up and (data := source.recv(65536)):
+                        sink.sendall(data)
+                except OSError:
+                    pass
+                finally:
+                    for end in (source, sink):
+                        with suppress(OSError):
+                            end.shutdown(socket.SHUT_RDWR)
+
+            for source, sink in ((client, upstream_socket), (upstream_socket, client)):
+                threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+            held.extend([client, upstream_socket])
+            return [client, upstream_socket]
+
+        with _tcp_listener(forward) as endpoint:
+            yield endpoint
 
 
 @contextmanager

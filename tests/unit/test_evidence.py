@@ -247,7 +247,7 @@ def test_without_a_store_verify_says_that_truncation_cannot_be_detected(
 def test_the_rca_disk_view_counts_a_buckets_own_files_not_those_of_a_bucket_sharing_its_prefix(
     tmp_path: Path,
 ) -> None:
-    from harness.record.rca import _disk_view
+    from harness.record.rca_disk import disk_view as _disk_view
 
     volume = tmp_path / "nodes" / "bumble" / "volumes" / "pv-1"
     (volume / "tofu-state").mkdir(parents=True)
@@ -267,7 +267,8 @@ def test_the_rca_disk_view_counts_a_buckets_own_files_not_those_of_a_bucket_shar
 def test_the_rca_disk_view_is_off_on_a_real_cluster_unless_opted_in_and_refuses_an_unknown_mode(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from harness.record.rca import _disk_view, disk_view_mode
+    from harness.record.rca_disk import disk_view as _disk_view
+    from harness.record.rca_disk import disk_view_mode
 
     monkeypatch.delenv("FLYWHEEL_RCA_DISK_VIEW", raising=False)
     assert disk_view_mode("") == "off"
@@ -324,7 +325,7 @@ def test_the_shipped_record_schemas_take_the_fast_path() -> None:
 
 
 def test_without_the_cluster_steps_objects_the_debug_pod_view_starts_nothing_and_says_why() -> None:
-    from harness.record.rca import _disk_view
+    from harness.record.rca_disk import disk_view as _disk_view
 
     view = _disk_view("debug-pod", "", "nix-cache", {}, {"pods": []}, "tofu-state", 60.0)
     assert view["collected"] is False and view["debug_pods"] == []

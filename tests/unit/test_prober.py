@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.controls.prober import Sample, outage_windows, summarize
 
 
@@ -102,4 +104,17 @@ def test_a_request_hung_through_a_freeze_is_watching_not_a_gap() -> None:
         Sample("head", 100.2, False, 3000.0, "timeout"),
         *_heads("++", start=103.25),
     ]
-    assert summarize(samples, 100.0, 104.0)["coverage"]["largest_gap_ms"] < 100
+    assert summarize(samples, 100.0, 103.45)["coverage"]["largest_gap_ms"] < 100
+
+
+def test_the_time_after_the_last_sample_is_unwatched_too() -> None:
+    samples = [*_heads("+++")]
+    # the sampler stalled after its third HEAD and the measurement ended 118 s later
+    assert summarize(samples, 100.0, 218.3)["coverage"]["largest_gap_ms"] > 118_000
+
+
+def test_a_head_that_hangs_45_s_and_then_answers_is_an_outage_from_its_start() -> None:
+    samples = [*_heads("++"), Sample("head", 100.2, True, 45_000.0), *_heads("++", start=145.25)]
+    summary = summarize(samples, 100.0, 145.45)
+    assert summary["longest_outage_ms"] == pytest.approx(45_000.0, abs=1)
+    assert summary["outages"][0]["errors"] == {"slow": 1}

@@ -8,13 +8,19 @@ from harness.controls.prober import Sample, summarize
 from harness.record.verdict import decide, fault_effect
 
 NS = "nix-cache"
+WORKLOADS = {"deployment-uid"}
 DRAIN_OUTPUT = {
     "node": "bumble",
     "dry_run": False,
     "pods": [
-        {"pod": "nix-cache/attic-rustfs-openebs-x", "evicted_at": "2026-11-28T00:00:00+00:00"}
+        {
+            "pod": "nix-cache/attic-rustfs-openebs-x",
+            "evicted_at": "2026-11-28T00:00:00+00:00",
+            "owner_uids": ["rs-uid", "deployment-uid"],
+        }
     ],
 }
+DRAIN = {"type": "python", "module": "actions.nodes", "func": "drain_node"}
 
 
 def _journal(
@@ -35,8 +41,12 @@ def _summary(**changes: Any) -> dict[str, Any]:
     return {**summarize(heads, 100.0, 101.0, budget_ms=5000.0), **changes}
 
 
-def _drain(output: dict[str, Any] | None = None, status: str = "succeeded") -> list[dict[str, Any]]:
-    return [{"name": "drain", "status": status, "output": output or DRAIN_OUTPUT}]
+def _drain(
+    output: dict[str, Any] | None = None, status: str = "succeeded", provider: Any = DRAIN
+) -> list[dict[str, Any]]:
+    return [
+        {"name": "drain", "status": status, "provider": provider, "output": output or DRAIN_OUTPUT}
+    ]
 
 
 def _decide(
@@ -51,7 +61,7 @@ def _decide(
         _summary() if summary is None else summary,
         actions,
         kwargs.pop("refused", None),
-        effect=fault_effect(actions, NS),
+        effect=fault_effect(actions, WORKLOADS, kwargs.pop("fault", "node-drain")),
         **kwargs,
     )
 
@@ -77,7 +87,7 @@ def test_outages_steady_states_and_failures_keep_their_verdicts() -> None:
 def test_no_fault_action_is_never_survived() -> None:
     verdict, reasons = _decide(actions=[])
     assert verdict == "aborted"
-    assert reasons == ["fault did not take effect: no fault action ran"]
+    assert reasons[0].startswith("fault did not take effect: the fault's own action")
 
 
 def test_a_dry_run_fault_is_never_survived() -> None:
@@ -90,11 +100,20 @@ def test_a_drain_of_a_node_without_the_authority_is_never_survived() -> None:
     other = {
         "node": "sting",
         "dry_run": False,
-        "pods": [{"pod": "default/web-1", "evicted_at": "x"}],
+        "pods": [{"pod": "default/web-1", "evicted_at": "x", "owner_uids": ["web-uid"]}],
     }
     verdict, reasons = _decide(actions=_drain(other))
     assert verdict == "aborted"
     assert reasons[0].startswith("fault did not take effect: no pod of the state authority")
+
+
+def test_an_action_that_is_not_the_faults_own_proves_nothing() -> None:
+    impostor = {"type": "python", "module": "json", "func": "loads"}
+    confirmed = {"confirmed": True, "confirmation": "trust me", "dry_run": False}
+    verdict, reasons = _decide(
+        actions=_drain(confirmed, provider=impostor), fault="node-unavailable"
+    )
+    assert verdict == "aborted" and "own action" in reasons[0]
 
 
 def test_a_confirmed_node_fault_counts_as_taking_effect() -> None:
@@ -103,8 +122,15 @@ def test_a_confirmed_node_fault_counts_as_taking_effect() -> None:
         "dry_run": False,
         "confirmed": True,
         "confirmation": "bumble NotReady after 11.2 s",
+        "displaced_pods": [{"pod": "nix-cache/a", "owner_uids": ["deployment-uid"]}],
     }
-    assert _decide(actions=_drain(output))[0] == "survived"
+    unavailable = {"type": "python", "module": "actions.nodes", "func": "make_node_unavailable"}
+    actions = _drain(output, provider=unavailable)
+    assert _decide(actions=actions, fault="node-unavailable")[0] == "survived"
+    # the same fault on a node that ran no pod of the authority proves nothing
+    elsewhere = {**output, "displaced_pods": [{"pod": "default/web", "owner_uids": ["web"]}]}
+    actions = _drain(elsewhere, provider=unavailable)
+    assert _decide(actions=actions, fault="node-unavailable")[0] == "aborted"
 
 
 def test_a_prober_gap_over_one_second_is_an_error_naming_the_gap() -> None:
@@ -143,21 +169,30 @@ def test_a_replacement_running_on_the_deleted_pods_volume_makes_the_run_not_surv
         "replacement_pod": "attic-rustfs-openebs-b",
         "overlap_s": 4.988,
     }
-    output = {"namespace": NS, "dry_run": False, "deleted": [{"name": "attic-rustfs-openebs-a"}]}
+    output = {
+        "namespace": NS,
+        "dry_run": False,
+        "deleted": [{"name": "attic-rustfs-openebs-a", "owner_uids": ["deployment-uid"]}],
+    }
     action = {
         "name": "delete-pod",
         "status": "succeeded",
+        "provider": {
+            "type": "python",
+            "module": "actions.pods",
+            "func": "delete_state_authority_pods",
+        },
         "output": output,
         "volume_overlap": [overlap],
     }
-    verdict, reasons = _decide(actions=[action])
+    verdict, reasons = _decide(actions=[action], fault="pod-delete")
     assert verdict == "not-survived"
     assert reasons == [
         "replacement pod attic-rustfs-openebs-b ran on ReadWriteOnce claim "
         "attic-rustfs-openebs-data for 5.0 s while attic-rustfs-openebs-a still held it "
         "(two writers on one volume; use ReadWriteOncePod or a StatefulSet)"
     ]
-    assert _decide(actions=[{**action, "volume_overlap": []}])[0] == "survived"
+    assert _decide(actions=[{**action, "volume_overlap": []}], fault="pod-delete")[0] == "survived"
 
 
 def test_a_server_below_quorum_is_unavailable_not_a_missing_state_key() -> None:
