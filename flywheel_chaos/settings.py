@@ -59,6 +59,11 @@ TOFU_STACK_DIR = _var(
     "TOFU_STACK_DIR", "", "a protected OpenTofu stack directory that stack_noop_plan plans"
 )
 FLYWHEEL_TOFU = _var("FLYWHEEL_TOFU", "", "the tofu binary (default: the lab's, then PATH)")
+FLYWHEEL_TOFU_PLAN_STACK = _var(
+    "FLYWHEEL_TOFU_PLAN_STACK",
+    "",
+    "an initialized stack whose backend is the state key: tofu plan runs in a loop during faults",
+)
 FLYWHEEL_S3_TIMEOUT_S = _var("FLYWHEEL_S3_TIMEOUT_S", "5", "one S3 check's deadline, seconds")
 FLYWHEEL_STATE_NAMESPACE = _var(
     "FLYWHEEL_STATE_NAMESPACE", "nix-cache", "the state authority's namespace"

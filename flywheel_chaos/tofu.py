@@ -8,6 +8,7 @@ is kept for the error message.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,8 +24,10 @@ from flywheel_chaos.s3.authority import CANARY_PREFIX, StateAuthority
 from flywheel_chaos.s3.client import s3_client
 
 __all__ = [
+    "PLAN_ARGS",
     "STACK",
     "backend_config",
+    "plan_outcome",
     "purge_prefix",
     "run_step",
     "step_failed",
@@ -64,14 +67,19 @@ def tofu_binary(configuration: Mapping[str, Any] | None = None) -> str:
     )
 
 
-def backend_config(authority: StateAuthority, key: str) -> str:
-    """The S3 backend for a non-AWS endpoint (path style, the ``skip_*`` flags, lockfile)."""
+def backend_config(authority: StateAuthority, key: str, endpoint_in_file: bool = True) -> str:
+    """The S3 backend for a non-AWS endpoint (path style, the ``skip_*`` flags, lockfile).
+
+    Without ``endpoint_in_file`` the endpoint comes from ``AWS_ENDPOINT_URL_S3`` at each run
+    (:func:`tofu_env` sets it), so one initialized stack can be planned through another
+    address (a proxy, a Service) without ``init`` again."""
+    endpoint = [f'endpoints = {{ s3 = "{authority.endpoint}" }}'] if endpoint_in_file else []
     return "\n".join(
         [
             f'bucket = "{authority.bucket}"',
             f'key = "{key}"',
             f'region = "{authority.region}"',
-            f'endpoints = {{ s3 = "{authority.endpoint}" }}',
+            *endpoint,
             f"use_path_style = {'true' if authority.path_style else 'false'}",
             "skip_credentials_validation = true",
             "skip_region_validation = true",
@@ -91,6 +99,7 @@ def tofu_env(authority: StateAuthority, workdir: Path) -> dict[str, str]:
         CHECKPOINT_DISABLE="1",
         TF_DATA_DIR=str(workdir / ".tofu"),
         HOME=str(workdir),
+        AWS_ENDPOINT_URL_S3=authority.endpoint,
     )
     if authority.access_key_id:
         env["AWS_ACCESS_KEY_ID"] = authority.access_key_id
@@ -149,3 +158,43 @@ def step_failed(step: str, code: int, output: str, expected: str) -> ActivityFai
         f"other: tofu-{step}: exit {code}, expected {expected}: {' | '.join(lines)} "
         "(hint: run the step by hand with the same backend config)"
     )
+
+
+PLAN_ARGS: Final = ("plan", "-lock=false", "-refresh=false", "-detailed-exitcode", "-input=false")
+"""A plan that never writes: no lock, no refresh, only the exit code says what it found."""
+_PLAN_LINE = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
+_FAILURE_CLASSES: Final = (
+    ("no-such-bucket", ("NoSuchBucket", "S3 bucket does not exist")),
+    ("access-denied", ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")),
+    ("unavailable", ("ServiceUnavailable", "SlowDown", "503")),
+    ("timeout", ("timeout", "deadline exceeded", "Timeout")),
+    (
+        "endpoint-unreachable",
+        (
+            "connection refused",
+            "connection reset",
+            "request send failed",
+            "dial tcp",
+            "no such host",
+            "broken pipe",
+            "EOF",
+        ),
+    ),
+)
+
+
+def plan_outcome(code: int, output: str) -> dict[str, Any]:
+    """What one ``tofu plan -detailed-exitcode`` saw: ``no-op`` (0), ``phantom`` (2: it wanted
+    to create or change resources, so the state it read was empty or another version) with
+    its counts, or ``failed`` (1) with an error class from its output."""
+    if code == 0:
+        return {"outcome": "no-op"}
+    if code == 2:
+        found = _PLAN_LINE.search(output)
+        add, change, destroy = (int(g) for g in found.groups()) if found else (0, 0, 0)
+        return {"outcome": "phantom", "add": add, "change": change, "destroy": destroy}
+    lines = [line for line in output.splitlines() if line.strip()]
+    error_class = next(
+        (name for name, marks in _FAILURE_CLASSES if any(m in output for m in marks)), "other"
+    )
+    return {"outcome": "failed", "class": error_class, "last_line": (lines or [""])[-1][-300:]}

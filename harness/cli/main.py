@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from flywheel_chaos.errors import exit_code_of
+from harness.cli import bakeoff as bakeoff_command
 from harness.cli import evidence as evidence_commands
 from harness.cli import gameday as gameday_command
 from harness.cli import gate as gate_command
@@ -56,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    for command in (guard_command, gate_command, gameday_command, recover_command):
+    for command in (
+        guard_command,
+        gate_command,
+        bakeoff_command,
+        gameday_command,
+        recover_command,
+    ):
         command.register(sub, common)
     evidence_commands.register(sub, common)
     evidence_commands.register_report(sub, common)

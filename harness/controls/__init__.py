@@ -34,6 +34,9 @@ class RunState:
     fault_actions: list[dict[str, Any]] = field(default_factory=list)
     prober: Any = None
     prober_summary: dict[str, Any] | None = None
+    tofu_loop: Any = None
+    tofu_summary: dict[str, Any] | None = None
+    """What OpenTofu's own plans saw during the run (``FLYWHEEL_TOFU_PLAN_STACK``)."""
     integrity_before: dict[str, Any] | None = None
     fingerprint: dict[str, Any] | None = None
     live_rca: dict[str, Any] | None = None

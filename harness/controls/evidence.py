@@ -264,8 +264,34 @@ def _verdict(
         refused = run.lease_refused or run.lease_lost
         return _proof_verdict(journal, refused, told.rca_after, run.live_rca)
     return decide(
-        journal, run.prober_summary, run.fault_actions, run.lease_refused, run.lease_lost, effect
+        journal,
+        run.prober_summary,
+        run.fault_actions,
+        run.lease_refused,
+        run.lease_lost,
+        effect,
+        run.tofu_summary,
     )
+
+
+def _steady_failures(journal: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each steady-state probe that failed, with its error's last line (its class first)."""
+    found = []
+    for phase in ("before", "after"):
+        for probe in ((journal.get("steady_states") or {}).get(phase) or {}).get("probes") or []:
+            if probe.get("status") == "succeeded" and probe.get("tolerance_met", True):
+                continue
+            exception = probe.get("exception") or []
+            lines = exception if isinstance(exception, list) else [str(exception)]
+            last = str(lines[-1]).strip() if lines else "tolerance not met"
+            found.append(
+                {
+                    "phase": phase,
+                    "probe": (probe.get("activity") or {}).get("name"),
+                    "error": last.split(": ", 1)[-1][:300],
+                }
+            )
+    return found
 
 
 def _steps(journal: dict[str, Any], told: Recording) -> dict[str, Any]:
@@ -327,8 +353,10 @@ def _document(
             "before": (steady.get("before") or {}).get("steady_state_met"),
             "after": (steady.get("after") or {}).get("steady_state_met"),
         },
+        steady_failures=_steady_failures(journal),
         **_steps(journal, told),
         prober=summary,
+        tofu=run.tofu_summary,
         integrity={
             **integrity,
             "canaries_written": (summary or {}).get("canaries_written"),

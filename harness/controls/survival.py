@@ -20,6 +20,7 @@ from typing import Any
 from flywheel_chaos.s3.authority import load_authority
 from harness.controls import current_run
 from harness.controls.prober import Prober, summarize
+from harness.controls.tofuloop import TofuLoop, stack_from_env
 
 logger = logging.getLogger("flywheel_chaos.controls.survival")
 
@@ -51,6 +52,10 @@ def before_method_control(
         authority, head_interval_s=head_interval_s, canary_interval_s=canary_interval_s
     )
     run.prober.start()
+    stack = stack_from_env()
+    if stack is not None:
+        run.tofu_loop = TofuLoop(stack, authority)
+        run.tofu_loop.start()
     _phase["now"] = "method"
     time.sleep(min(1.0, 5 * head_interval_s))  # a baseline before the fault
     logger.info(
@@ -129,5 +134,7 @@ def after_experiment_control(
         run.budget_ms,
         prober.errors,
     )
+    if run.tofu_loop is not None:
+        run.tofu_summary = run.tofu_loop.stop()
     run.prober_summary["canaries_written"] = prober.canaries_written
     run.prober_summary["canaries_verified"] = prober.canaries_verified

@@ -43,6 +43,7 @@ from harness.lab.paths import (
 from harness.lab.pki import ensure_pki, write_kubeconfig
 from harness.lab.topology import STATE_NAMESPACE as STATE_NAMESPACE
 from harness.lab.topology import canonical as topology_name
+from harness.lab.variants import load_variant, split
 from harness.processes import StartError, pid_alive, port_free, write_private
 from harness.record.signing import generate
 
@@ -58,6 +59,8 @@ CLEAN = (
     "state.json",
     "logs",
     "service-proxy.json",
+    "stack",
+    "variant",
 )
 """What ``down --clean`` removes from a lab directory (nothing else in it: the evidence key
 pair in ``keys/`` stays, so that evidence signed before a clean start still verifies)."""
@@ -119,6 +122,9 @@ class Lab:
         if not topology.directory(self.topology).is_dir():
             known = ", ".join(topology.known())
             raise ConfigError(f"unknown topology {self.topology!r}", f"choose one of: {known}")
+        _, variant = split(self.topology)
+        if variant:
+            load_variant(topology.directory(self.topology), variant)
         kept = self.read_state().get("topology")
         if kept and kept != self.topology and self.paths.etcd_data.exists():
             raise ConfigError(
@@ -204,7 +210,15 @@ class Lab:
         try:
             timings = plane.start(self.components(), self.paths, state, progress)
             endpoint = topology.apply(self.kubectl, self.paths, self.topology, creds, progress)
-            seed.seed(endpoint, creds, self.paths.root / "nodes", progress)
+            tofu = self.bin / "tofu"
+            seed.seed(
+                endpoint,
+                creds,
+                self.paths.root / "nodes",
+                progress,
+                self.paths.root,
+                tofu if tofu.exists() else None,
+            )
         except StartError as exc:
             plane.stop(self.paths, lambda _: None)
             raise HarnessError(

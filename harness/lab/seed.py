@@ -12,6 +12,7 @@ from flywheel_chaos.s3.checks import check_canary_round_trip, check_state_key
 from flywheel_chaos.s3.client import s3_client
 from flywheel_chaos.s3.errors import StateAuthorityError
 from harness.errors import HarnessError
+from harness.lab import stack
 from harness.processes import retry_until
 
 STATE_BUCKET: Final = "tofu-state"
@@ -25,14 +26,23 @@ SEED_STATE: Final = (
 )
 
 
-def seed(endpoint: str, creds: dict[str, str], logs: Path, progress: Callable[[str], None]) -> None:
+def seed(
+    endpoint: str,
+    creds: dict[str, str],
+    logs: Path,
+    progress: Callable[[str], None],
+    root: Path | None = None,
+    tofu: Path | None = None,
+) -> None:
     """Wait until the state authority serves reads *and* writes, then seed it.
 
     A replicated SeaweedFS answers ListBuckets before its masters have grown volumes on two
     racks, so the first write can hang for seconds on a busy machine: every step is retried
     (each attempt bounded by the client's timeouts) until :data:`SEED_TIMEOUT_S`. Writes are
     proven by the checks' own canary round trip; the state key is written only when HEAD
-    says it is absent, so a write that timed out but landed is not written twice.
+    says it is absent, so a write that timed out but landed is not written twice. With
+    ``tofu`` (and the lab's ``root``), the key is seeded by ``tofu apply`` of the lab's
+    stack (:mod:`harness.lab.stack`): real state, so a plan of it is a no-op.
     """
     authority = load_authority(
         endpoint=endpoint,
@@ -62,11 +72,16 @@ def seed(endpoint: str, creds: dict[str, str], logs: Path, progress: Callable[[s
     def seeded() -> bool:
         try:
             check_state_key(authority)
+            if tofu is not None and root is not None:
+                stack.init_only(root, authority, tofu)
             return False
         except StateAuthorityError as exc:
             if exc.error_class != "no-such-key":
                 raise
-        s3.put_object(Bucket=STATE_BUCKET, Key=STATE_KEY, Body=SEED_STATE)
+        if tofu is not None and root is not None:
+            stack.seed_with_apply(root, authority, tofu)
+        else:
+            s3.put_object(Bucket=STATE_BUCKET, Key=STATE_KEY, Body=SEED_STATE)
         return True
 
     def backed_up() -> None:

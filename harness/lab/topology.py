@@ -19,6 +19,7 @@ import yaml
 from harness.lab.build import REPO
 from harness.lab.paths import NODES, LabPaths, service_address
 from harness.lab.seaweed import s3_identity_config
+from harness.lab.variants import apply_variant, load_variant, split
 from harness.processes import wait_until, write_private
 
 TOPOLOGIES: Final = REPO / "lab" / "topologies"
@@ -33,7 +34,10 @@ Progress = Callable[[str], None]
 
 
 def canonical(topology: str) -> str:
-    return TOPOLOGY_ALIASES.get(topology, topology)
+    """The topology's own name (aliases resolved), its ``:variant`` kept."""
+    base, variant = split(topology)
+    base = TOPOLOGY_ALIASES.get(base, base)
+    return f"{base}:{variant}" if variant else base
 
 
 def known() -> list[str]:
@@ -41,7 +45,23 @@ def known() -> list[str]:
 
 
 def directory(topology: str) -> Path:
-    return TOPOLOGIES / canonical(topology)
+    return TOPOLOGIES / split(canonical(topology))[0]
+
+
+def _manifest(path: Path, topology: str, paths: LabPaths) -> Path:
+    """``path`` itself, or, for a variant, its documents with the variant applied (a copy in
+    the lab directory: the topology's manifests are never copied into the repository)."""
+    variant = split(topology)[1]
+    if not variant:
+        return path
+    documents = list(yaml.safe_load_all(path.read_text()))
+    applied, changed = apply_variant(documents, load_variant(directory(topology), variant))
+    if not changed:
+        return path
+    target = paths.root / "variant" / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump_all(applied))
+    return target
 
 
 def _commands(document: Any) -> list[str]:
@@ -88,10 +108,13 @@ def apply(
         60,
         "the controller manager to create the default ServiceAccount",
     )
+    if split(topology)[1]:
+        load_variant(directory(topology), split(topology)[1])  # refuses an unknown one first
     for path in (f for f in files if f not in crds):
         if path.name.startswith("20-"):
             ensure_secret(kubectl, paths, creds)
-        kubectl("apply", "--server-side", "--field-manager=flywheel-lab", "-f", str(path))
+        manifest = _manifest(path, topology, paths)
+        kubectl("apply", "--server-side", "--field-manager=flywheel-lab", "-f", str(manifest))
     progress(f"topology {canonical(topology)} applied")
     kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s", timeout_s=70)
     progress("nodes Ready: " + ", ".join(NODES))

@@ -141,6 +141,8 @@ def _passed(record: dict[str, Any], requirement: Requirement) -> str | None:
         )
         if not effect["took_effect"]:
             return f"survived, but the record does not show the fault took effect: {effect['why']}"
+        if (record.get("tofu") or {}).get("phantom"):
+            return "survived, but a tofu plan during the fault read an empty or other state"
         return _outage_within(record, requirement)
     if verdict not in PASSING or verdict == "survived":
         return f"{verdict}: {reasons}"

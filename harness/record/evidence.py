@@ -204,8 +204,11 @@ def redact(document: Any, secrets: Mapping[str, Any] | None = None) -> Any:
 
 
 def new_record(**fields: Any) -> dict[str, Any]:
+    from harness.record.verdict import RULES_VERSION  # the rules this harness judges by
+
     return {
         "schema": SCHEMA,
+        "rules_version": RULES_VERSION,
         "id": uuid.uuid4().hex[:12],
         "kind": "experiment",
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(),

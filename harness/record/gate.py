@@ -151,6 +151,7 @@ def _detail_for_no_proof(
     excluded = [j for j in mine if j.status == "excluded"]
     if not mine:
         return "unproven", f"no run younger than {requirement.max_age_days:g} days"
+
     if stale and not counted:
         return "stale", (
             f"{stale[-1].why} ({len(stale)} fresh run(s) recorded against another posture "
@@ -168,7 +169,13 @@ def _detail_for_no_proof(
 def _evidence_row(
     requirement: Requirement, records: list[Verified], live: dict[str, Any], now: dt.datetime
 ) -> Row:
-    judged = [j for j in (judge(v, requirement, live, now) for v in records) if j is not None]
+    ours = [
+        v
+        for v in records
+        if (v.record or {}).get("kind") == requirement.kind
+        and (v.record or {}).get("fault") == requirement.fault
+    ]
+    judged = [j for j in (judge(v, requirement, live, now) for v in ours) if j is not None]
     counted = [j for j in judged if j.status in ("pass", "fail")]
     blocking = [j for j in judged if j.status == "blocking"]
     passes = sum(1 for j in counted if j.status == "pass")
@@ -211,6 +218,8 @@ def _evidence_row(
     elif len(window) >= requirement.runs:
         row.status = "proven"
         row.detail = tally
+    elif not ours:
+        row.detail = "no evidence recorded"
     else:
         row.status, detail = _detail_for_no_proof(requirement, judged, counted, window)
         row.detail = f"{tally}: {detail}" if judged else detail

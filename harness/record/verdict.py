@@ -160,6 +160,7 @@ def decide(
     refused: str | None,
     lease_lost: str | None = None,
     effect: FaultEffect | None = None,
+    tofu: dict[str, Any] | None = None,
 ) -> tuple[str, list[str]]:
     """The verdict of a run and the reasons for it.
 
@@ -215,6 +216,14 @@ def decide(
             f"replacement pod {overlap['replacement_pod']} ran on ReadWriteOnce claim "
             f"{overlap['claim']} for {overlap['overlap_s']:.1f} s while {overlap['deleted_pod']} "
             "still held it (two writers on one volume; use ReadWriteOncePod or a StatefulSet)"
+        )
+    phantom = (tofu or {}).get("first_phantom")
+    if phantom:
+        # OpenTofu itself read an empty or other state: an apply then would have recreated it
+        reasons.append(
+            f"tofu plan at {phantom['at']:.3f} would have recreated {phantom.get('add', 0)} "
+            f"resource(s) ({tofu.get('phantom') if tofu else 1} phantom plan(s)): the state it "
+            "read was empty or another version"
         )
     if reasons:
         return "not-survived", reasons

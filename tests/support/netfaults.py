@@ -39,14 +39,16 @@ def header_stripping_proxy(
     strip: str = "If-None-Match",
     fail_delete: Callable[[str], bool] | None = None,
     fail_put: Callable[[str], bool] | None = None,
+    missing: Callable[[str], bool] | None = None,
 ) -> Iterator[str]:
     """A loopback S3 proxy that drops one header and re-signs the request.
 
     It stands for an S3 server that ignores conditional writes; with
     ``fail_delete``, also for one whose DELETE of some paths fails with
     InternalError (a replicated server routing those keys to a member that left); with
-    ``fail_put``, for one that answers some PUTs 503 SlowDown (a member rejoining).
-    ``strip=""`` drops nothing.
+    ``fail_put``, for one that answers some PUTs 503 SlowDown (a member rejoining); with
+    ``missing``, for one that answers GET and HEAD of some paths 404 NoSuchKey (the state key
+    looks gone). ``strip=""`` drops nothing.
     """
     target = urlsplit(upstream)
     credentials = Credentials(access_key, secret_key)
@@ -61,6 +63,17 @@ def header_stripping_proxy(
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?")[0]
+            if self.command in ("GET", "HEAD") and missing and missing(path):
+                error = b"<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>"
+                self.send_response(404)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header(
+                    "Content-Length", "0" if self.command == "HEAD" else str(len(error))
+                )
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(error)
+                return
             if self.command == "PUT" and fail_put and fail_put(path):
                 error = b"<Error><Code>SlowDown</Code><Message>reduce your rate</Message></Error>"
                 self.send_response(503)
