@@ -84,8 +84,9 @@ class Bakeoff:
     candidates: list[Candidate]
     faults: list[Fault]
     runs: int = 5
-    extra_runs: dict[str, int] = field(default_factory=dict)
-    """Runs per fault that differ from ``runs`` (the gate's faults on the best candidate)."""
+    extra_runs: dict[str, Any] = field(default_factory=dict)
+    """``{"runs": {fault: N}, "candidates": [...]}``: runs per fault that differ from ``runs``
+    on those candidates (the gate's faults on the best candidate)."""
     tofu: bool = True
     on_event: Event = lambda event: None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -109,11 +110,14 @@ class Bakeoff:
             results.append(self.run_candidate(candidate))
         return results
 
-    def planned(self) -> list[tuple[Fault, int]]:
+    def planned(self, candidate: Candidate | None = None) -> list[tuple[Fault, int]]:
+        extra: dict[str, int] = {}
+        if candidate is None or candidate.name in self.extra_runs.get("candidates", []):
+            extra = dict(self.extra_runs.get("runs") or {})
         return [
             (fault, index)
             for fault in self.faults
-            for index in range(1, self.extra_runs.get(fault.name, self.runs) + 1)
+            for index in range(1, extra.get(fault.name, self.runs) + 1)
         ]
 
     # ----------------------------------------------------------- a candidate ---
@@ -133,7 +137,7 @@ class Bakeoff:
         for proof, name in PROOFS:
             if (proof, 1) not in done and not self.stop.is_set():
                 self._proof(candidate, directory, env, proof, name)
-        for fault, index in self.planned():
+        for fault, index in self.planned(candidate):
             if self.stop.is_set():
                 break
             if (fault.name, index) in done:

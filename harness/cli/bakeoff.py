@@ -87,12 +87,14 @@ def _cmd_bakeoff(args: argparse.Namespace) -> int:
         candidates, faults = parse_candidates(args.candidate or []), parse_faults(args.fault or [])
         runs, tofu = args.runs, not args.no_tofu
         extra = {f: args.gate_runs for f in GATE_FAULTS} if args.gate_runs else {}
+        on = args.gate_runs_on or [c.name for c in candidates]
+        extra = {"runs": extra, "candidates": on} if extra else {}
         if args.runs < 1:
             raise ConfigError(
                 f"--runs {args.runs} is below 1", "give at least 1 (the gate wants 5)"
             )
     bakeoff = Bakeoff(directory, candidates, faults, runs, extra, tofu)
-    total = len(candidates) * (3 + len(bakeoff.planned()))
+    total = sum(3 + len(bakeoff.planned(c)) for c in candidates)
     bakeoff.on_event = Progress(total, args.json_lines)
 
     def interrupted(signum: int, frame: object) -> None:

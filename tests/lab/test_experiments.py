@@ -373,7 +373,8 @@ def test_the_proofs_pass_and_the_gate_stays_red_but_expects_the_interim_posture(
     assert interim.returncode == 0, interim.stdout + interim.stderr
     assert "mode=interim_expected" in interim.stdout
 
-    stale = cli(["gate", "--json", "--max-age", "0"], run_env)
+    assert cli(["gate", "--max-age", "0"], run_env).returncode == 2  # not a number of days
+    stale = cli(["gate", "--json", "--max-age", "0.000001"], run_env)  # a tenth of a second
     assert {
         r["status"]
         for r in json.loads(stale.stdout)["requirements"]
@@ -670,7 +671,7 @@ def test_rca_on_a_recorded_run_writes_a_bundle_and_a_record_that_explains_it(
 ) -> None:
     directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
     record = new_record(fault="pod-delete", verdict="not-survived", reasons=["by hand"])
-    write_record(record, directory)
+    write_record(record, directory, signer=load_signer())  # the lab's key, as its runs sign
     result = cli(["rca", "--json"], run_env)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
@@ -692,7 +693,8 @@ def test_as_the_service_account_the_rca_reads_everything_and_its_debug_pod_needs
     run_env: dict[str, str], lab: Lab, tmp_path: Path
 ) -> None:
     directory = Path(run_env["FLYWHEEL_EVIDENCE_DIR"])
-    write_record(new_record(fault="pod-delete", verdict="error", reasons=["by hand"]), directory)
+    written = new_record(fault="pod-delete", verdict="error", reasons=["by hand"])
+    write_record(written, directory, signer=load_signer())
     sa_env = dict(run_env, KUBECONFIG=str(_service_account_kubeconfig(lab, run_env, tmp_path)))
     opt_in = str(REPO / "deploy" / "opt-in" / "rca-disk-view.yaml")
 
