@@ -157,6 +157,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="runs of the gate's three faults (default: --runs)",
     )
     parser.add_argument(
+        "--gate-runs-on",
+        action="append",
+        metavar="CANDIDATE",
+        help="only these candidates get --gate-runs (default: all)",
+    )
+    parser.add_argument(
         "--out", default="bakeoff", metavar="DIR", help="where runs, evidence and the scorecard go"
     )
     parser.add_argument("--resume", default="", metavar="DIR", help="continue a stopped bake-off")
