@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
+from harness.errors import HarnessError
 from harness.lab.build import REPO
 from harness.lab.paths import NODES, LabPaths, service_address
 from harness.lab.seaweed import s3_identity_config
@@ -123,11 +125,74 @@ def apply(
     ).stdout.strip()
     deployment = f"deployment/{STATE_SERVICE}"
     if kubectl("get", deployment, "-n", STATE_NAMESPACE, check=False).returncode == 0:
-        kubectl(
-            "rollout", "status", deployment, "-n", STATE_NAMESPACE, "--timeout=120s", timeout_s=130
-        )
+        wait_ready_pods(kubectl, paths, progress)
     # otherwise (StatefulSets: ha-rustfs) the seed waits until S3 serves
     return f"http://{service_address(cluster_ip)}:9000"
+
+
+STALL_S: Final = 120.0
+"""How long the state namespace's pods may make no progress at all before ``up`` gives up."""
+BOUND_S: Final = 420.0
+"""The longest ``up`` waits for them while they do make progress (a loaded machine)."""
+
+
+def _pod_states(kubectl: Kubectl) -> dict[str, str]:
+    result = kubectl("get", "pods", "-n", STATE_NAMESPACE, "-o", "json", check=False, timeout_s=30)
+    if result.returncode != 0:
+        return {}
+    states = {}
+    for pod in json.loads(result.stdout).get("items", []):
+        conditions = {
+            c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []
+        }
+        restarts = sum(
+            c.get("restartCount", 0)
+            for c in (pod.get("status") or {}).get("containerStatuses") or []
+        )
+        states[pod["metadata"]["name"]] = (
+            f"{(pod.get('status') or {}).get('phase')} ready={conditions.get('Ready', 'False')} restarts={restarts}"
+        )
+    return states
+
+
+def wait_ready_pods(kubectl: Kubectl, paths: LabPaths, progress: Progress) -> None:
+    """Wait until every pod of the state namespace is Ready: as long as they make progress
+    (a pod becomes Ready, starts, restarts) up to :data:`BOUND_S`, but no more than
+    :data:`STALL_S` without any. A loaded 2-core machine starts twelve ha pods slowly;
+    a fixed deadline read that as a failure. On failure the error names each pod that is
+    not Ready, with the tail of its log."""
+    started = last_change = time.monotonic()
+    seen: dict[str, str] = {}
+    while True:
+        states = _pod_states(kubectl)
+        if states and all("ready=True" in s for s in states.values()):
+            progress(f"{len(states)} pod(s) Ready in {time.monotonic() - started:.1f}s")
+            return
+        if states != seen:
+            seen, last_change = states, time.monotonic()
+        now = time.monotonic()
+        if now - last_change > STALL_S or now - started > BOUND_S:
+            waiting = {n: s for n, s in states.items() if "ready=True" not in s}
+            why = "no progress for" if now - last_change > STALL_S else "still not Ready after"
+            seconds = STALL_S if why == "no progress for" else BOUND_S
+            raise HarnessError(
+                f"the state authority's pods were not Ready: {why} {seconds:.0f}s: "
+                + "; ".join(f"{n} {s}" for n, s in sorted(waiting.items())),
+                f"their logs are under {paths.root / 'nodes'}",
+                details=_log_tails(paths, list(waiting)),
+            )
+        time.sleep(1.0)
+
+
+def _log_tails(paths: LabPaths, pods: list[str]) -> str:
+    lines = []
+    for pod_file in sorted(paths.root.glob("nodes/*/pods/*/pod")):
+        name = pod_file.read_text().split()[0].split("/", 1)[-1]
+        if name in pods:
+            for log in sorted(pod_file.parent.glob("*.log")):
+                tail = log.read_text(errors="replace").splitlines()[-5:]
+                lines += [f"--- {name} {log.stem}", *tail]
+    return "\n".join(lines)[-4000:]
 
 
 def ensure_secret(kubectl: Kubectl, paths: LabPaths, creds: dict[str, str]) -> None:
