@@ -30,12 +30,21 @@ from kubernetes import client
 
 from flywheel_chaos.kube.client import api_client
 from flywheel_chaos.kube.intents import read_intents
+from harness import assets
 from harness.controls.lease import LeaseKeeper, LeaseRefused, holder_identity
 from harness.controls.safety import GAMEDAY_ENV
 from harness.errors import ConfigError
 from harness.record.evidence import PASSING, canonical, evidence_dir
 from harness.record.redact import Redactor, known_secrets
 from harness.recover import recover
+
+
+def suite_path(name: str) -> Path:
+    """A suite file, or the name of a shipped one (``weekly``: ``gamedays/weekly.yaml``)."""
+    path = Path(name)
+    if path.exists() or "/" in name or name.endswith(".yaml"):
+        return path
+    return assets.gamedays() / f"{name}.yaml"
 
 
 def load_suite(path: Path) -> dict[str, Any]:

@@ -26,10 +26,10 @@ from kubernetes import client, config
 
 from flywheel_chaos import settings
 from flywheel_chaos.s3.authority import load_authority
+from harness import assets
 from harness.bakeoff.plan import Candidate, Fault
 from harness.bakeoff.settle import settle
 from harness.errors import ConfigError
-from harness.lab.build import REPO
 from harness.lab.cluster import Lab
 from harness.lab.paths import LabPaths, free_ports
 from harness.lab.stack import stack_dir
@@ -196,7 +196,7 @@ class Bakeoff:
         argv = [
             str(BIN / "chaos"), "--log-file", str(work / f"{name}.chaos.log"), "run",
             "--journal-path", str(work / f"{name}.raw-journal.json"),
-            str(REPO / "experiments" / f"{experiment}.yaml"),
+            str(assets.experiment(experiment)),
         ]  # fmt: skip
         try:
             code: int | None = subprocess.run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -13,10 +12,10 @@ from harness.errors import EXIT_FAILED, EXIT_OK
 
 
 def _cmd_gameday(args: argparse.Namespace) -> int:
-    from harness.gameday import run_gameday
+    from harness.gameday import run_gameday, suite_path
 
     summary = run_gameday(
-        Path(args.suite),
+        suite_path(args.suite),
         progress=lambda m: None if args.json else err.print(f"[dim]gameday[/] {m}"),
     )
     if args.json:

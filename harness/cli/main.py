@@ -13,9 +13,11 @@ import argparse
 import logging
 from collections.abc import Callable, Sequence
 
+from flywheel_chaos import __version__
 from flywheel_chaos.errors import exit_code_of
 from harness.cli import bakeoff as bakeoff_command
 from harness.cli import evidence as evidence_commands
+from harness.cli import experiments as experiments_command
 from harness.cli import gameday as gameday_command
 from harness.cli import gate as gate_command
 from harness.cli import guard as guard_command
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prove that an S3 OpenTofu state authority survives the faults the HA gate names.",
         parents=[flags(False)],
     )
+    parser.add_argument("--version", action="version", version=f"flywheel-chaos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     for command in (
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         bakeoff_command,
         gameday_command,
         recover_command,
+        experiments_command,
     ):
         command.register(sub, common)
     evidence_commands.register(sub, common)

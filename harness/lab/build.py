@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import assets
 from harness.errors import ConfigError, HarnessError
 from harness.lab.paths import (
     ETCD_VERSION,
@@ -35,7 +36,7 @@ from harness.lab.paths import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-TOOLS = REPO / "lab" / "tools"
+TOOLS = assets.tools()
 
 
 def _kube_ldflags() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 
 from flywheel_chaos import settings
-from harness.lab.build import REPO
 from harness.lab.paths import NODES, LabPaths
 from harness.lab.seed import BACKUP_BUCKET, STATE_BUCKET, STATE_KEY
 from harness.lab.topology import STATE_NAMESPACE
@@ -22,9 +21,9 @@ def values(paths: LabPaths, endpoint: str, creds: dict[str, str]) -> dict[str, s
         settings.TOFU_STATE_BUCKET.name: STATE_BUCKET,
         settings.TOFU_STATE_KEY.name: STATE_KEY,
         settings.TOFU_STATE_BACKUP_BUCKET.name: BACKUP_BUCKET,
-        settings.FLYWHEEL_EVIDENCE_DIR.name: str(REPO / "evidence"),
+        settings.FLYWHEEL_EVIDENCE_DIR.name: str(paths.root.parent / "evidence"),
         settings.FLYWHEEL_LAB_DIR.name: str(paths.root),
-        settings.FLYWHEEL_STATE_DIR.name: str(REPO / ".flywheel"),
+        settings.FLYWHEEL_STATE_DIR.name: str(paths.root.parent / ".flywheel"),
         # the lab's own evidence key pair (lab up makes it): records are signed and checked
         settings.FLYWHEEL_EVIDENCE_SIGNING_KEY.name: str(paths.root / "keys" / "evidence.key"),
         settings.FLYWHEEL_EVIDENCE_PUBLIC_KEY.name: str(paths.root / "keys" / "evidence.pub"),

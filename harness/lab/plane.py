@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness.lab.build import REPO
 from harness.lab.components import Component
 from harness.lab.paths import LabPaths
 from harness.processes import ManagedProcess, pid_alive, stop_pid_group
@@ -55,7 +54,7 @@ def start(
             healthy=component.healthy,
             start_timeout_s=component.start_timeout_s,
             stop_timeout_s=component.stop_timeout_s,
-            cwd=REPO,
+            cwd=paths.root,
         )
         process.start()
         assert process.pid is not None

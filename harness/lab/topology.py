@@ -17,14 +17,14 @@ from typing import Any, Final
 
 import yaml
 
+from harness import assets
 from harness.errors import HarnessError
-from harness.lab.build import REPO
 from harness.lab.paths import NODES, LabPaths, service_address
 from harness.lab.seaweed import s3_identity_config
 from harness.lab.variants import apply_variant, load_variant, split
 from harness.processes import wait_until, write_private
 
-TOPOLOGIES: Final = REPO / "lab" / "topologies"
+TOPOLOGIES: Final = assets.topologies()
 TOPOLOGY_ALIASES: Final = {"ha": "ha-seaweedfs"}
 """Old names that still work for one release: ``ha`` is ``ha-seaweedfs`` now."""
 STATE_NAMESPACE: Final = "nix-cache"

@@ -24,6 +24,7 @@ import jsonschema
 import yaml
 
 from flywheel_chaos import settings
+from harness import assets
 from harness.errors import ConfigError
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "validated_max_age",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 
 REQUIRED: Final[dict[str, tuple[str, str]]] = {
     "pod-restart": ("pod-delete", "experiment"),
@@ -254,7 +254,7 @@ def policy_from(
 
 def shipped_policy() -> Path:
     """The policy the project ships (the repository's ``gate.yaml``)."""
-    return REPO / "gate.yaml"
+    return assets.gate_policy()
 
 
 def load_policy(path: str | Path | None = None, max_age_days: float | None = None) -> Policy:
