@@ -210,7 +210,7 @@ def make_node_unavailable(
     * ``kubelet-stop``: a privileged helper pod on the node (``hostPID``, ``nsenter``)
       schedules the kubelet's start in ``duration_s`` as a host timer (the dead-man
       switch), then stops ``kubelet_unit`` (k3s: ``k3s``/``k3s-agent``, rke2:
-      ``rke2-agent``). Needs ``deploy/opt-in/node-fault.yaml`` (``helper_namespace``).
+      ``rke2-agent``). Needs ``deploy/components/node-fault`` (``helper_namespace``).
     * ``command``: runs ``stop_command`` (``flywheel_node_stop_command``,
       ``FLYWHEEL_NODE_STOP_COMMAND``; ``{node}`` is replaced), no shell, with
       ``command_timeout_s``; the rollback runs ``start_command``.

@@ -21,7 +21,7 @@ on the volume's node writes it with :data:`SCRIPT` (``sh``, ``find``, ``stat``,
   volume's own path; a CSI volume's publish directory
   ``<kubelet root>/pods/<pod uid>/volumes/kubernetes.io~csi/<pv>/mount`` of the
   pod that uses it), which needs the privileged opt-in namespace of
-  ``deploy/opt-in/node-fault.yaml``;
+  ``deploy/components/node-fault``;
 * a claim nobody uses (a drained server's volume while its replacement is
   Pending) is mounted read-only by a pod in the state authority's namespace on
   the volume's node.
@@ -395,7 +395,7 @@ def run(
         core.create_namespaced_pod(debug.namespace, body, _request_timeout=API_TIMEOUT)
     except ApiException as exc:
         hint = (
-            "apply deploy/opt-in/rca-disk-view.yaml"
+            "add the deploy/components/disk-view component to your overlay"
             if exc.status in (403, 404)
             else "see the API server's answer"
         )

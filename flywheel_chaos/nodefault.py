@@ -158,8 +158,9 @@ def start_helper(
     except ApiException as exc:
         raise ActivityFailed(
             f"cannot create the kubelet-stop helper pod {namespace}/{body['metadata']['name']}: "
-            f"{exc.status} {exc.reason} (hint: apply deploy/opt-in/node-fault.yaml: the namespace must "
-            "allow privileged pods and the identity create pods there)"
+            f"{exc.status} {exc.reason} (hint: add the deploy/components/node-fault component "
+            "to your overlay: the namespace must allow privileged pods and the identity "
+            "create pods there)"
         ) from exc
     return str(body["metadata"]["name"])
 

@@ -88,6 +88,11 @@ FLYWHEEL_STATE_SELECTOR = _var(
 FLYWHEEL_NODE_ALLOWLIST = _var(
     "FLYWHEEL_NODE_ALLOWLIST", "", "comma-separated nodes a fault may touch (unset: none)"
 )
+FLYWHEEL_TARGET_NODE = _var(
+    "FLYWHEEL_TARGET_NODE",
+    "bumble",
+    "the node the node experiments drain, stop or crash (the allowlist still gates it)",
+)
 FLYWHEEL_NAMESPACE_ALLOWLIST = _var(
     "FLYWHEEL_NAMESPACE_ALLOWLIST", "", "comma-separated namespaces a fault may touch (unset: none)"
 )
@@ -159,6 +164,19 @@ FLYWHEEL_EVIDENCE_SIGNING_KEY = _var(
 )
 FLYWHEEL_EVIDENCE_PUBLIC_KEY = _var(
     "FLYWHEEL_EVIDENCE_PUBLIC_KEY", "", "path of the public key verify and the gate check with"
+)
+FLYWHEEL_GAMEDAY_SUITE = _var(
+    "FLYWHEEL_GAMEDAY_SUITE", "weekly", "gameday's suite: a file or a shipped suite's name"
+)
+FLYWHEEL_GAMEDAY_RUNS = _var(
+    "FLYWHEEL_GAMEDAY_RUNS",
+    "",
+    "gameday's runs of each experiment: a number or policy (default: the suite's runs)",
+)
+FLYWHEEL_NOTIFY_URL = _var(
+    "FLYWHEEL_NOTIFY_URL",
+    "",
+    "a Slack-compatible webhook for one game day summary (a secret: never recorded)",
 )
 FLYWHEEL_GATE_POLICY = _var(
     "FLYWHEEL_GATE_POLICY", "", "the gate policy file (default: the shipped gate.yaml)"

@@ -151,7 +151,7 @@ def require_lease(configuration: Mapping[str, Any] | None) -> str:
     except ApiException as exc:
         raise SafetyRefusal(
             f"refused: cannot read the cluster lease {where}: {exc.status} "
-            f"{exc.reason} (hint: the identity needs get on that Lease; see deploy/rbac.yaml)"
+            f"{exc.reason} (hint: the identity needs get on that Lease; see deploy/base/rbac.yaml)"
         ) from exc
     except Exception as exc:  # unreachable API, TLS, timeouts: fail closed
         raise SafetyRefusal(f"refused: cannot read the cluster lease {where}: {exc}") from exc

@@ -79,7 +79,7 @@ def _join_game_day(coordination: client.CoordinationV1Api, namespace: str, share
     except Exception as exc:
         raise _refuse(
             f"cannot read the game day's cluster lease {namespace}/{LEASE_NAME}: {_why(exc)}",
-            "the identity needs get on that Lease (deploy/rbac.yaml)",
+            "the identity needs get on that Lease (deploy/base/rbac.yaml)",
         ) from exc
     holder = current.spec.holder_identity if current.spec else None
     if holder != shared or LeaseObservations().expired(current):
@@ -143,7 +143,7 @@ def before_experiment_control(
     except Exception as exc:
         raise _refuse(
             f"cannot take the cluster lease {namespace}/{LEASE_NAME}: {_why(exc)}",
-            "the identity needs create/get/update on that Lease (deploy/rbac.yaml)",
+            "the identity needs create/get/update on that Lease (deploy/base/rbac.yaml)",
         ) from exc
     os.environ[settings.FLYWHEEL_RUN_ID.name] = run.run_id
     os.environ[settings.FLYWHEEL_LEASE_HOLDER.name] = keeper.identity

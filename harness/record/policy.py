@@ -74,7 +74,7 @@ TITLES: Final = {
     "lock-exclusivity": "lock exclusivity as use_lockfile needs it",
     "no-op-plan": "no-op OpenTofu plan against a stack on the authority",
     "pod-restart": "pod restart survival",
-    "node-maintenance": "node maintenance (drain of bumble) survival",
+    "node-maintenance": "node maintenance (drain of the target node) survival",
     "node-unavailability": "node unavailability survival",
     "backup-restore": "backup, restore, retention and versioning behaviour",
     "pre-mutation-guard": "pre-mutation guard wired (a recorded guard run passed)",

@@ -134,7 +134,7 @@ def disk_view(
         return {
             "collected": False,
             "why": "off outside a lab unless opted in: FLYWHEEL_RCA_DISK_VIEW=debug-pod starts a "
-            "read-only debug pod on each volume's node (deploy/opt-in/rca-disk-view.yaml)",
+            "read-only debug pod on each volume's node (deploy/components/disk-view)",
         }
     notes: list[str] = []
     pods: list[dict[str, Any]] = []

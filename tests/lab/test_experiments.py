@@ -85,15 +85,9 @@ def _kubectl(
 
 
 def _service_account_kubeconfig(lab: Lab, run_env: dict[str, str], tmp_path: Path) -> Path:
-    """deploy/rbac.yaml applied, and a kubeconfig for its ServiceAccount's token."""
-    _kubectl(
-        run_env,
-        "apply",
-        "-f",
-        str(REPO / "deploy" / "00-namespace.yaml"),
-        "-f",
-        str(REPO / "deploy" / "rbac.yaml"),
-    )
+    """deploy/base applied (its RBAC and CronJob), and a kubeconfig for its ServiceAccount's
+    token."""
+    _kubectl(run_env, "apply", "-k", str(REPO / "deploy" / "base"))
     token = _kubectl(
         run_env, "create", "token", "flywheel-chaos", "-n", "flywheel-chaos"
     ).stdout.strip()
@@ -188,7 +182,7 @@ def test_node_drain_is_recorded_not_survived_and_the_rollback_recovers(
     assert logs and any(text.strip() for text in logs)
     assert record["prober"]["recovered"] is True
     assert record["prober"]["longest_outage_ms"] > 30_000
-    assert record["rollbacks"] == [{"name": "uncordon-bumble", "status": "succeeded"}]
+    assert record["rollbacks"] == [{"name": "uncordon-target-node", "status": "succeeded"}]
     assert record["integrity"]["state_key_unchanged"] is True
     assert not _unschedulable(core)
     _after_each(core, run_env)
@@ -418,16 +412,8 @@ def test_survived_records_with_a_singleton_live_deployment_keep_the_gate_red_on_
 
 def test_the_deploy_manifests_pass_a_server_side_dry_run(run_env: dict[str, str]) -> None:
     kubectl = str(BIN / "kubectl")
-    subprocess.run(
-        [kubectl, "apply", "-f", str(REPO / "deploy" / "00-namespace.yaml")],
-        env={**os.environ, **run_env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
     result = subprocess.run(
-        [kubectl, "apply", "--dry-run=server", "-f", str(REPO / "deploy")],
+        [kubectl, "apply", "--dry-run=server", "-k", str(REPO / "deploy" / "overlays" / "lab")],
         env={**os.environ, **run_env},
         capture_output=True,
         text=True,
@@ -518,7 +504,7 @@ def test_without_the_lease_role_a_drain_stops_before_anything_changes(
         assert core.read_node("bumble").metadata.resource_version == before
         assert not _unschedulable(core)
     finally:
-        _kubectl(run_env, "apply", "-f", str(REPO / "deploy" / "rbac.yaml"))
+        _kubectl(run_env, "apply", "-k", str(REPO / "deploy" / "base"))
 
 
 def test_a_stolen_lease_aborts_the_run_its_rollbacks_run_and_the_thief_is_never_renewed(
@@ -541,7 +527,7 @@ def test_a_stolen_lease_aborts_the_run_its_rollbacks_run_and_the_thief_is_never_
     assert record["verdict"] == "aborted", output[-3000:]
     # the holder changed, or (when a renewal raced the expiry) the lease was written by another
     assert record["reasons"][0].startswith("lease lost: "), record["reasons"]
-    assert record["rollbacks"] == [{"name": "uncordon-bumble", "status": "succeeded"}]
+    assert record["rollbacks"] == [{"name": "uncordon-target-node", "status": "succeeded"}]
     assert not _unschedulable(core)
     after = _lease(lab)
     assert after.spec.holder_identity == "thief/1/steals"
@@ -705,7 +691,7 @@ def test_as_the_service_account_the_rca_reads_everything_and_its_debug_pod_needs
         return answer
 
     refused = rca()
-    # deploy/rbac.yaml lets it read pods, logs, events, claims, volumes and nodes; the disk
+    # deploy/base/rbac.yaml lets it read pods, logs, events, claims, volumes and nodes; the disk
     # view's debug pod is refused until the opt-in is applied
     assert [n for n in refused["notes"] if not n.startswith("disk view:")] == []
     assert any("was refused: 403" in n for n in refused["notes"]), refused["notes"]

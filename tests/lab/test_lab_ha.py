@@ -297,7 +297,7 @@ def test_a_refused_debug_pod_leaves_the_bundle_without_a_disk_view_saying_why(
     listing = _disk_listing(tmp_path / "refused.tar.gz")
     assert listing["collected"] is False
     assert "was refused: 404" in listing["why"]
-    assert "deploy/opt-in/rca-disk-view.yaml" in listing["why"]
+    assert "deploy/components/disk-view" in listing["why"]
     assert any("disk view: " in note for note in result["notes"])
 
 
