@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -291,7 +292,7 @@ def _cmd_rca(args: argparse.Namespace) -> int:
         disk_view = disk_view_mode(settings.FLYWHEEL_LAB_DIR.get(), args.disk_view or "")
     except ValueError as exc:
         raise ConfigError(
-            str(exc), "--disk-view debug-pod on a real cluster (deploy/opt-in/rca-disk-view.yaml)"
+            str(exc), "--disk-view debug-pod on a real cluster (deploy/components/disk-view)"
         ) from exc
     path, explained = _find(args)
     directory = _directory(args)
@@ -343,7 +344,7 @@ def register_rca(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=["auto", "lab", "debug-pod", "off"],
         help="how the disk view is read (default: FLYWHEEL_RCA_DISK_VIEW, else auto: the lab's "
         "directories in a lab, none elsewhere); debug-pod starts a read-only debug pod on each "
-        "volume's node (opt-in: deploy/opt-in/rca-disk-view.yaml)",
+        "volume's node (opt-in: deploy/components/disk-view)",
     )
     rca.set_defaults(handler=_cmd_rca)
 
@@ -364,6 +365,33 @@ def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
         help="evidence directory (default: FLYWHEEL_EVIDENCE_DIR or evidence/)",
     )
     report.set_defaults(handler=_cmd_report)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from harness.record.store import StoreError, load_store
+
+    store = load_store()
+    if store is None:
+        raise ConfigError(
+            "no evidence store is configured", "set FLYWHEEL_EVIDENCE_URL=s3://BUCKET/PREFIX"
+        )
+    deadline, attempt = time.monotonic() + max(0.0, args.wait), 0
+    while True:
+        attempt += 1
+        try:
+            done = store.ensure_bucket()
+            break
+        except StoreError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConfigError(
+                    f"cannot initialise {store.url} (attempt {attempt}): {exc}",
+                    "check the endpoint and the identity's rights (create bucket, versioning)",
+                ) from exc
+            err.print(f"[dim]evidence init[/] attempt {attempt}: {exc}; retrying")
+            time.sleep(min(2.0, left))
+    out.print(f"{store.url}: " + ("; ".join(done) if done else "ready (nothing to do)"))
+    return EXIT_OK
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -416,6 +444,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "pull", parents=[common], help="fetch records the directory lacks from the evidence store"
     )
     pull.set_defaults(handler=_cmd_pull)
+    init = verbs.add_parser(
+        "init",
+        parents=[common],
+        help="create the evidence store's bucket with versioning (idempotent)",
+    )
+    init.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="retry while the store does not answer yet, up to SECONDS (default: no retry)",
+    )
+    init.set_defaults(handler=_cmd_init)
     keygen = verbs.add_parser(
         "keygen", parents=[common], help="make an Ed25519 key pair for signing records"
     )

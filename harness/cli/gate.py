@@ -3,48 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from harness.cli.output import add_command, out, print_json
-from harness.errors import EXIT_FAILED, EXIT_OK
+from harness.errors import EXIT_OK
+from harness.record.gate import gate_cases, gate_document, gate_mode
 
 if TYPE_CHECKING:
     from harness.record.gate import GateReport
 
-
-def gate_mode(report: GateReport, expect_interim: bool) -> tuple[str, int, str]:
-    """The gate's mode, exit code and why: the one place that decides them.
-
-    A weaker policy is never green, in either mode; HA is never green without trust."""
-    if report.weaker_policy:
-        return (
-            "weaker_policy",
-            EXIT_FAILED,
-            "the policy is weaker than the floors: " + "; ".join(report.weaker_policy),
-        )
-    if not expect_interim:
-        if not report.evidence_ok:
-            return "evidence_tampered", EXIT_FAILED, "recorded evidence fails verification"
-        if report.unsigned:
-            return "unsigned", EXIT_FAILED, "; ".join(report.unsigned)
-        if report.proven:
-            return "ha_ready", EXIT_OK, "every requirement is proven and the live posture is HA"
-        return "not_ha_ready", EXIT_FAILED, "unproven requirements or posture facts remain"
-    if report.rows_proven and report.evidence_ok and not report.unsigned:
-        return "stale_interim_flag", EXIT_FAILED, "HA is proven: --expect-interim is stale, drop it"
-    if not report.evidence_ok:
-        return "evidence_tampered", EXIT_FAILED, "recorded evidence fails verification"
-    if not report.guard_ok:
-        return (
-            "interim_degraded",
-            EXIT_FAILED,
-            "the guard fails: worse than the known interim posture",
-        )
-    if not report.interim_posture:
-        return "posture_unknown", EXIT_FAILED, "the live posture is not the known interim one"
-    return "interim_expected", EXIT_OK, "the known interim posture; HA not yet proven"
+__all__ = ["gate_mode", "register"]
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
@@ -61,27 +32,13 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         store=load_store(),
     )
     mode, code, why = gate_mode(report, args.expect_interim)
+    if args.junit:
+        from harness.record.junit import write_junit
+
+        document = gate_document(report, mode, code == EXIT_OK, why)
+        write_junit(args.junit, "flywheel-chaos gate", gate_cases(document))
     if args.json:
-        print_json(
-            {
-                "mode": mode,
-                "ok": code == EXIT_OK,
-                "reason": why,
-                "policy": report.policy,
-                "policy_effective": report.rules.effective() if report.rules else None,
-                "weaker_policy": report.weaker_policy,
-                "unsigned": report.unsigned,
-                "requirements": [r.as_dict() for r in report.rows],
-                "tampered": [
-                    {"record": v.path.name, "problems": v.problems} for v in report.tampered
-                ],
-                "store_problems": report.store_problems,
-                "notes": report.notes,
-                "posture": report.posture,
-                "fingerprint": report.fingerprint,
-                "facts": report.facts,
-            }
-        )
+        print_json(gate_document(report, mode, code == EXIT_OK, why))
         return code
     _print(report)
     out.print(f"mode={mode}")
@@ -158,5 +115,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="check every record's signature (default: FLYWHEEL_EVIDENCE_PUBLIC_KEY)",
+    )
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write JUnit XML: one testcase per requirement row and one for the verdict",
     )
     parser.set_defaults(handler=_cmd_gate)

@@ -26,24 +26,9 @@ def _cmd_guard(args: argparse.Namespace) -> int:
     )
     report = run_guard(authority)
     if args.record:
-        from harness.record.evidence import new_record
-        from harness.record.recorder import record, target_fingerprint
+        from harness.record.recorder import record_guard
 
-        written = record(
-            new_record(
-                kind="guard",
-                fault="guard",
-                verdict="passed" if report.ok else "failed",
-                reasons=[error_of(c)["message"] for c in report.checks if not c["ok"]],
-                target={
-                    "endpoint": authority.endpoint,
-                    "bucket": authority.bucket,
-                    "key": authority.key,
-                },
-                fingerprint=target_fingerprint(authority),
-                checks=[{k: c[k] for k in ("name", "ok", "duration_ms")} for c in report.checks],
-            )
-        )
+        written = record_guard(authority, report)
         err.print(f"[dim]recorded {written.path}[/]")
         if written.store:
             err.print(f"[{'dim' if written.published else 'yellow'}]{written.store}[/]")

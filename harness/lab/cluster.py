@@ -54,6 +54,7 @@ CLEAN = (
     "pki",
     "kubeconfigs",
     "credentials.json",
+    "evidence-store.json",
     "env",
     "kubeconfig",
     "state.json",

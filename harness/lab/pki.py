@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from harness.lab.paths import SLOTS
 from harness.processes import write_private
 
 # who signs in as what: (file stem, common name, organisation)
@@ -53,7 +54,23 @@ SERVER_NAMES = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-SERVER_IPS = ("127.0.0.1", "10.96.0.1")
+SERVER_IPS = (
+    "127.0.0.1",
+    # the ``kubernetes`` Service of every lab slot (10.(96+slot).0.1) and the loopback twin a
+    # pod's in-cluster configuration reaches it at through the service proxy
+    *(f"{net}.{96 + slot}.0.1" for slot in range(SLOTS) for net in ("10", "127")),
+)
+
+
+def _lacks_server_names(path: Path) -> bool:
+    """A serving certificate made before the lab served in-cluster clients (reissued)."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return True
+    have = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    return not set(SERVER_IPS) <= have
 
 
 def _ca(directory: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
@@ -99,7 +116,8 @@ def _issue(
     server: bool,
 ) -> None:
     """A certificate ``stem``.crt signed by the lab's CA, created once."""
-    if (directory / f"{stem}.crt").exists():
+    existing = directory / f"{stem}.crt"
+    if existing.exists() and not (server and _lacks_server_names(existing)):
         return
     ca_key, ca_cert = ca
     key = _key()

@@ -8,6 +8,11 @@ kube-proxy; the proxy never retries another backend). While a Service has no
 ready endpoint its listener is closed, so clients get "connection refused"
 exactly as with kube-proxy's REJECT rule. The address stays the same while
 pods move. It polls the API every 0.25 s.
+
+The ``default/kubernetes`` Service is the API server itself (``--apiserver``): the lab runs the
+API server with its endpoint reconciler off (its address is loopback, which an EndpointSlice
+may not hold), so the proxy forwards that Service to it, as a pod's in-cluster configuration
+(``KUBERNETES_SERVICE_HOST``) expects.
 """
 
 from __future__ import annotations
@@ -49,10 +54,15 @@ class Listener:
 
 
 def desired_listeners(
-    services: list[Any], slices: list[Any]
+    services: list[Any], slices: list[Any], apiserver: tuple[str, int] | None = None
 ) -> dict[tuple[str, int], tuple[str, list[tuple[str, int]]]]:
-    """(address, port) -> (service, ready backends) for every ClusterIP Service port."""
+    """(address, port) -> (service, ready backends) for every ClusterIP Service port.
+
+    ``apiserver``: the backend of ``default/kubernetes`` (its EndpointSlice is not kept).
+    """
     ready: dict[tuple[str, str], dict[str, list[tuple[str, int]]]] = {}
+    if apiserver is not None:
+        ready[("default", "kubernetes")] = {"https": [apiserver]}
     for endpoint_slice in slices:
         labels = endpoint_slice.metadata.labels or {}
         service = labels.get("kubernetes.io/service-name")
@@ -88,7 +98,10 @@ def desired_listeners(
 
 
 class ServiceProxy:
-    def __init__(self, kubeconfig: Path, state_file: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, state_file: Path, apiserver: tuple[str, int] | None = None
+    ) -> None:
+        self.apiserver = apiserver
         api = config.new_client_from_config(config_file=str(kubeconfig))
         self.core = client.CoreV1Api(api)
         self.discovery = client.DiscoveryV1Api(api)
@@ -195,7 +208,7 @@ class ServiceProxy:
         slices = self.discovery.list_endpoint_slice_for_all_namespaces(
             _request_timeout=API_TIMEOUT
         ).items
-        return desired_listeners(services, slices)
+        return desired_listeners(services, slices, self.apiserver)
 
     async def run(self) -> None:
         while not self.stopping.is_set():
@@ -214,11 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flywheel-lab-service-proxy")
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--state-file", required=True)
+    parser.add_argument(
+        "--apiserver", default="", help="HOST:PORT behind the default/kubernetes Service"
+    )
     args = parser.parse_args(argv)
+    host, _, port = args.apiserver.rpartition(":")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
     )
-    proxy = ServiceProxy(Path(args.kubeconfig), Path(args.state_file))
+    proxy = ServiceProxy(
+        Path(args.kubeconfig), Path(args.state_file), (host, int(port)) if host else None
+    )
     asyncio.set_event_loop(proxy.loop)
 
     def on_term(signum: int, frame: object) -> None:

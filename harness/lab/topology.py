@@ -7,7 +7,6 @@ credentials Secret (written first, never to disk beyond a 0600 file removed at o
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import time
@@ -19,10 +18,11 @@ import yaml
 
 from harness import assets
 from harness.errors import HarnessError
+from harness.lab.incluster import apply_secret, ensure_secrets
 from harness.lab.paths import NODES, LabPaths, service_address
 from harness.lab.seaweed import s3_identity_config
 from harness.lab.variants import apply_variant, load_variant, split
-from harness.processes import wait_until, write_private
+from harness.processes import wait_until
 
 TOPOLOGIES: Final = assets.topologies()
 TOPOLOGY_ALIASES: Final = {"ha": "ha-seaweedfs"}
@@ -117,6 +117,7 @@ def apply(
             ensure_secret(kubectl, paths, creds)
         manifest = _manifest(path, topology, paths)
         kubectl("apply", "--server-side", "--field-manager=flywheel-lab", "-f", str(manifest))
+    ensure_secrets(kubectl, paths, creds)  # what deploy/overlays/lab's game day names
     progress(f"topology {canonical(topology)} applied")
     kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s", timeout_s=70)
     progress("nodes Ready: " + ", ".join(NODES))
@@ -198,24 +199,14 @@ def _log_tails(paths: LabPaths, pods: list[str]) -> str:
 def ensure_secret(kubectl: Kubectl, paths: LabPaths, creds: dict[str, str]) -> None:
     """The S3 servers' credentials Secret (SeaweedFS's identity file, RustFS's keys)."""
     document = s3_identity_config(creds["access_key"], creds["secret_key"])
-
-    def b64(text: str) -> str:
-        return base64.b64encode(text.encode()).decode()
-
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": STATE_NAMESPACE},
-        "type": "Opaque",
-        "data": {
-            "s3.json": b64(json.dumps(document)),
-            "access-key": b64(creds["access_key"]),
-            "secret-key": b64(creds["secret_key"]),
+    apply_secret(
+        kubectl,
+        paths,
+        CREDENTIALS_SECRET,
+        STATE_NAMESPACE,
+        {
+            "s3.json": json.dumps(document).encode(),
+            "access-key": creds["access_key"].encode(),
+            "secret-key": creds["secret_key"].encode(),
         },
-    }
-    manifest = paths.root / "secret.yaml"
-    write_private(manifest, yaml.safe_dump(secret))
-    try:
-        kubectl("apply", "--server-side", "--field-manager=flywheel-lab", "-f", str(manifest))
-    finally:
-        manifest.unlink()
+    )

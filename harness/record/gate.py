@@ -35,8 +35,10 @@ from typing import Any
 
 from flywheel_chaos.s3.authority import StateAuthority
 from flywheel_chaos.s3.checks import error_of, run_checks
+from harness.errors import EXIT_FAILED, EXIT_OK
 from harness.record.counting import Judged, judge
 from harness.record.evidence import SCHEMA_V2, Verified, evidence_dir, verify
+from harness.record.junit import Case
 from harness.record.policy import TITLES, Policy, Requirement, load_policy
 from harness.record.posture import Target, fingerprint, posture, read_target
 from harness.record.signing import Verifier
@@ -47,6 +49,9 @@ __all__ = [
     "Policy",
     "Row",
     "evaluate",
+    "gate_cases",
+    "gate_document",
+    "gate_mode",
     "load_policy",
     "wilson_lower",
 ]
@@ -369,3 +374,77 @@ def evaluate(
             report.rows.append(_evidence_row(requirement, good, report.fingerprint, now))
     report.rows.extend(_posture_rows(rules, report.posture))
     return report
+
+
+def gate_mode(report: GateReport, expect_interim: bool) -> tuple[str, int, str]:
+    """The gate's mode, exit code and why: the one place that decides them.
+
+    A weaker policy is never green, in either mode; HA is never green without trust."""
+    if report.weaker_policy:
+        return (
+            "weaker_policy",
+            EXIT_FAILED,
+            "the policy is weaker than the floors: " + "; ".join(report.weaker_policy),
+        )
+    if not expect_interim:
+        if not report.evidence_ok:
+            return "evidence_tampered", EXIT_FAILED, "recorded evidence fails verification"
+        if report.unsigned:
+            return "unsigned", EXIT_FAILED, "; ".join(report.unsigned)
+        if report.proven:
+            return "ha_ready", EXIT_OK, "every requirement is proven and the live posture is HA"
+        return "not_ha_ready", EXIT_FAILED, "unproven requirements or posture facts remain"
+    if report.rows_proven and report.evidence_ok and not report.unsigned:
+        return "stale_interim_flag", EXIT_FAILED, "HA is proven: --expect-interim is stale, drop it"
+    if not report.evidence_ok:
+        return "evidence_tampered", EXIT_FAILED, "recorded evidence fails verification"
+    if not report.guard_ok:
+        return (
+            "interim_degraded",
+            EXIT_FAILED,
+            "the guard fails: worse than the known interim posture",
+        )
+    if not report.interim_posture:
+        return "posture_unknown", EXIT_FAILED, "the live posture is not the known interim one"
+    return "interim_expected", EXIT_OK, "the known interim posture; HA not yet proven"
+
+
+def gate_document(report: GateReport, mode: str, ok: bool, why: str) -> dict[str, Any]:
+    """The gate's verdict as ``gate --json`` prints it and a game day records it."""
+    return {
+        "mode": mode,
+        "ok": ok,
+        "reason": why,
+        "policy": report.policy,
+        "policy_effective": report.rules.effective() if report.rules else None,
+        "weaker_policy": report.weaker_policy,
+        "unsigned": report.unsigned,
+        "requirements": [r.as_dict() for r in report.rows],
+        "tampered": [{"record": v.path.name, "problems": v.problems} for v in report.tampered],
+        "store_problems": report.store_problems,
+        "notes": report.notes,
+        "posture": report.posture,
+        "fingerprint": report.fingerprint,
+        "facts": report.facts,
+    }
+
+
+def gate_cases(document: dict[str, Any]) -> list[Case]:
+    """JUnit cases of a gate document: one per requirement row, then the verdict itself."""
+    cases = [
+        Case(
+            name=row["requirement"],
+            classname="gate.requirements",
+            failure=None if row["status"] == "proven" else f"{row['status']}: {row['detail']}",
+            output=str(row.get("evidence") or ""),
+        )
+        for row in document["requirements"]
+    ]
+    cases.append(
+        Case(
+            name=f"gate ({document['mode']})",
+            classname="gate",
+            failure=None if document["ok"] else document["reason"],
+        )
+    )
+    return cases

@@ -13,7 +13,8 @@ for each replica); a claim's pinned nodes are the ``In`` values of its
 PersistentVolume's required node affinity.
 
 **Fingerprint.** What a record was measured against: cluster identity (the
-``kube-system`` namespace UID and the API server URL), each workload (kind,
+``kube-system`` namespace UID; the API server URL is recorded, not compared: it is how
+the process reached the cluster), each workload (kind,
 namespace, name, UID, replicas, SHA-256 of its pod template spec, image
 digests), each claim (name, access modes, storage class, pinned nodes),
 endpoint, bucket, key and the harness version. The gate counts only records
@@ -326,12 +327,11 @@ def differences(recorded: dict[str, Any] | None, live: dict[str, Any]) -> list[s
         return [f"the live target cannot be read ({live['error']})"]
     changes = []
     old_cluster, new_cluster = recorded.get("cluster") or {}, live.get("cluster") or {}
+    # the cluster is its kube-system UID; the API server's URL is only how this process
+    # reached it (a game day in a pod reaches it through the kubernetes Service, the gate on
+    # a laptop through a kubeconfig), so it is recorded but never compared
     if old_cluster.get("kube_system_uid") != new_cluster.get("kube_system_uid"):
         changes.append("another cluster (kube-system UID differs)")
-    elif old_cluster.get("api_server") != new_cluster.get("api_server"):
-        changes.append(
-            f"API server {old_cluster.get('api_server')} -> {new_cluster.get('api_server')}"
-        )
     old = {(w["kind"], w["name"]): w for w in recorded.get("workloads") or []}
     new = {(w["kind"], w["name"]): w for w in live.get("workloads") or []}
     for kind, name in sorted(set(old) - set(new)):

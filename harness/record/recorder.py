@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from flywheel_chaos.s3.authority import StateAuthority
-from harness.record.evidence import evidence_dir, write_record
+from flywheel_chaos.s3.checks import error_of
+from harness.guard import GuardReport
+from harness.record.evidence import evidence_dir, new_record, write_record
 from harness.record.posture import Target, fingerprint, read_target
 from harness.record.redact import Redactor
 from harness.record.signing import load_signer
@@ -64,4 +66,23 @@ def record(
         )
     return Recorded(
         path, f"published to {result['store']} ({len(result['uploaded'])} file(s))", True
+    )
+
+
+def record_guard(authority: StateAuthority, report: GuardReport) -> Recorded:
+    """Write ``report`` as evidence: the record the gate's pre-mutation row reads."""
+    return record(
+        new_record(
+            kind="guard",
+            fault="guard",
+            verdict="passed" if report.ok else "failed",
+            reasons=[error_of(c)["message"] for c in report.checks if not c["ok"]],
+            target={
+                "endpoint": authority.endpoint,
+                "bucket": authority.bucket,
+                "key": authority.key,
+            },
+            fingerprint=target_fingerprint(authority),
+            checks=[{k: c[k] for k in ("name", "ok", "duration_ms")} for c in report.checks],
+        )
     )

@@ -3,7 +3,7 @@
 Two rules, applied together by :class:`Redactor`:
 
 * **known values**: one list of secret values gathered from every place a
-  secret can come from: the environment (the AWS variables and any variable
+  secret can come from: a pod's service account token, the environment (the AWS variables and any variable
   whose name looks secret), the experiment's resolved ``secrets`` block, the
   credentials in boto's shared files (every profile of ``~/.aws/credentials``
   and ``~/.aws/config``; read from the files, never from a network provider),
@@ -43,7 +43,14 @@ SECRET_KEY = re.compile(
 
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@'\"<>]+@")
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]+")
-_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+_SECRET_ENV = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "FLYWHEEL_NOTIFY_URL",  # a webhook URL carries its own token
+)
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+"""In a pod: the projected service account token in-cluster configuration uses."""
 
 
 def _leaves(value: Any) -> Iterable[str]:
@@ -120,7 +127,12 @@ def known_secrets(
     environ: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Every known secret value, longest first (so that no part of one survives another)."""
+    try:
+        in_pod = [SERVICE_ACCOUNT_TOKEN.read_text().strip()]
+    except OSError:
+        in_pod = []
     values = [
+        *in_pod,
         *environment_secrets(environ),
         *boto_profile_secrets(environ),
         *kubeconfig_secrets(environ),

@@ -3,7 +3,7 @@
 A hash chain in one directory cannot show that its newest records were
 deleted (the rest still chains). The store can: configured with
 ``FLYWHEEL_EVIDENCE_URL=s3://BUCKET/PREFIX``, every record and journal copy is
-uploaded under ``PREFIX/records/`` and the chain head (record count, newest
+uploaded under ``PREFIX/records/`` (an RCA bundle under ``PREFIX/rca/``) and the chain head (record count, newest
 record's name and SHA-256, signed when a key is configured) is written to
 ``PREFIX/HEAD.json`` on every write, with a sequence one above the store's previous head's
 and its time, both signed. ``evidence verify`` then compares the directory with the store
@@ -109,6 +109,24 @@ class EvidenceStore:
                 "(an overwritten head or record must stay recoverable)"
             )
 
+    def ensure_bucket(self) -> list[str]:
+        """Create the bucket if it is missing and turn versioning on; what it did (``evidence
+        init``: the one call that needs more than the writer's rights)."""
+        done: list[str] = []
+        existing = {b["Name"] for b in self._call("list_buckets").get("Buckets", [])}
+        if self.bucket not in existing:
+            self._call("create_bucket", Bucket=self.bucket)
+            done.append(f"created bucket {self.bucket}")
+        status = self._call("get_bucket_versioning", Bucket=self.bucket).get("Status")
+        if status != "Enabled":
+            self._call(
+                "put_bucket_versioning",
+                Bucket=self.bucket,
+                VersioningConfiguration={"Status": "Enabled"},
+            )
+            done.append(f"turned versioning on for {self.bucket}")
+        return done
+
     def put(self, name: str, data: bytes) -> None:
         self._call(
             "put_object",
@@ -133,8 +151,12 @@ class EvidenceStore:
 
     def records(self) -> dict[str, str]:
         """Name -> ETag of every file under ``records/``."""
+        return self.listing("records/")
+
+    def listing(self, folder: str) -> dict[str, str]:
+        """Name -> ETag of every file under ``folder`` (``records/``, ``rca/``)."""
         found: dict[str, str] = {}
-        prefix = self._key("records/")
+        prefix = self._key(folder)
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
@@ -296,8 +318,23 @@ def _local_files(directory: Path) -> list[Path]:
     return files
 
 
+def _bundles(directory: Path) -> list[Path]:
+    """The RCA bundles the records name (``rca/...tar.gz`` beside them)."""
+    found = []
+    for record in record_files(directory):
+        try:
+            bundle = json.loads(record.read_bytes()).get("rca")
+        except ValueError:
+            continue
+        if isinstance(bundle, dict) and bundle.get("file"):
+            path = directory / str(bundle["file"])
+            if path.parent.name == "rca" and path.exists():
+                found.append(path)
+    return found
+
+
 def publish(directory: Path, store: EvidenceStore, signer: Signer | None = None) -> dict[str, Any]:
-    """Upload every local record and journal the store lacks, then the chain head."""
+    """Upload every local record, journal and RCA bundle the store lacks, then the chain head."""
     store.check_versioning()
     present = store.records()
     uploaded = []
@@ -305,6 +342,11 @@ def publish(directory: Path, store: EvidenceStore, signer: Signer | None = None)
         if path.name not in present:
             store.put(f"records/{path.name}", path.read_bytes())
             uploaded.append(path.name)
+    bundles = store.listing("rca/")
+    for path in _bundles(directory):
+        if path.name not in bundles:
+            store.put(f"rca/{path.name}", path.read_bytes())
+            uploaded.append(f"rca/{path.name}")
     previous = store.head() or {}
     sequence = max(int(previous.get("sequence") or 0), store.highest_sequence()) + 1
     head = chain_head(directory, signer, sequence)
@@ -313,17 +355,19 @@ def publish(directory: Path, store: EvidenceStore, signer: Signer | None = None)
 
 
 def pull(directory: Path, store: EvidenceStore) -> list[str]:
-    """Download every record and journal the directory lacks; returns their names."""
+    """Download every record, journal and RCA bundle the directory lacks; their names."""
     directory.mkdir(parents=True, exist_ok=True)
     fetched = []
-    for name in sorted(store.records()):
-        target = directory / name
+    wanted = [(f"records/{n}", directory / n) for n in sorted(store.records())]
+    wanted += [(f"rca/{n}", directory / "rca" / n) for n in sorted(store.listing("rca/"))]
+    for key, target in wanted:
         if target.exists():
             continue
-        data = store.get(f"records/{name}")
+        data = store.get(key)
         if data is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-            fetched.append(name)
+            fetched.append(key.removeprefix("records/"))
     return fetched
 
 

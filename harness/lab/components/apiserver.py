@@ -31,6 +31,8 @@ def args(site: Site) -> list[str]:
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         f"--enable-admission-plugins={ADMISSION_PLUGINS}",
         "--endpoint-reconciler-type=none",  # loopback advertise address
+        # projected tokens live as long as asked (a kubelet renews them), not a year
+        "--service-account-extend-token-expiration=false",
         "--allow-privileged=true",
         "--profiling=false",
         "--v=1",

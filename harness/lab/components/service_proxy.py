@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from harness.lab.components.base import Component, Site
+from harness.lab.paths import HOST
 
 
 def state_file(site: Site) -> Path:
@@ -19,6 +20,7 @@ def args(site: Site) -> list[str]:
         "harness.lab.serviceproxy",
         f"--kubeconfig={site.paths.kubeconfig_for('admin')}",
         f"--state-file={state_file(site)}",
+        f"--apiserver={HOST}:{site.ports.apiserver}",
     ]
 
 

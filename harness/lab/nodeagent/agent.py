@@ -26,19 +26,31 @@ from flywheel_chaos.diskview import list_volumes
 from flywheel_chaos.nodefault import HELPER_DURATION, HELPER_LABEL
 from harness.lab.nodeagent.heartbeat import NodeHeartbeat
 from harness.lab.nodeagent.kube import API_TIMEOUT, now, ts
-from harness.lab.nodeagent.links import VAR, container_env, service_links
+from harness.lab.nodeagent.links import (
+    VAR,
+    MissingReference,
+    api_server_links,
+    container_env,
+    resolve_service_names,
+    service_links,
+    service_names,
+)
 from harness.lab.nodeagent.podstatus import publish
+from harness.lab.nodeagent.projected import refresh_due, renew
 from harness.lab.nodeagent.readiness import update_readiness
 from harness.lab.nodeagent.runtime import (
     Container,
     PodRunner,
+    is_project_image,
     program_for,
     start_container,
     stop_containers,
+    under_run,
+    under_tmp,
     unshare_works,
 )
 from harness.lab.nodeagent.volumes import materialise
-from harness.lab.paths import LabPaths, pod_network
+from harness.lab.paths import LabPaths, bin_dir, pod_network
 from harness.lab.rustfs import SAFE_ENV as RUSTFS_SAFE_ENV
 
 logger = logging.getLogger("flywheel_chaos.nodeagent")
@@ -224,83 +236,121 @@ class NodeAgent:
         return runner
 
     def _prepare(self, pod: Any, runner: PodRunner) -> bool:
+        # the environment first (a missing Secret or ConfigMap: the pod waits, and no token is
+        # requested for it yet), then the volumes, then the containers
+        services = self.core.list_service_for_all_namespaces(_request_timeout=API_TIMEOUT).items
+        links = api_server_links(services)
+        if pod.spec.enable_service_links is not False:
+            links.update(
+                service_links([s for s in services if s.metadata.namespace == runner.namespace])
+            )
+        try:
+            envs = {
+                spec.name: container_env(
+                    self.core, pod, runner, spec, links, self.node, self.host_ip
+                )
+                for spec in pod.spec.containers
+            }
+        except MissingReference as missing:
+            if runner.waiting_reason != "CreateContainerConfigError":
+                logger.warning("pod %s/%s waits: %s", runner.namespace, runner.name, missing)
+            runner.waiting_reason = "CreateContainerConfigError"
+            return False
         local = {uid for uid, other in self.pods.items() if not other.stopping}
+        runner.tokens = []
         volumes = materialise(self.core, pod, runner, self.base, local)
         if volumes is None:
             return False
         runner.volume_paths = volumes
         (runner.directory / "tmp").mkdir(parents=True, exist_ok=True)
-        restart_policy = pod.spec.restart_policy or "Always"
-        links: dict[str, str] = {}
-        if pod.spec.enable_service_links is not False:  # one read per pod, not per container
-            links = service_links(
-                self.core.list_namespaced_service(
-                    runner.namespace, _request_timeout=API_TIMEOUT
-                ).items
-            )
+        names = service_names(services)
         for spec in pod.spec.containers:
-            env = container_env(self.core, pod, runner, spec, links, self.node, self.host_ip)
-            every = [
-                (mount.mount_path.rstrip("/"), volumes[mount.name])
-                for mount in spec.volume_mounts or []
-                if mount.name in volumes
-            ]
-            # under /tmp and isolated: bound at the same path in the pod's private /tmp;
-            # everywhere else: the path is rewritten in args and env
-            tmp_mounts = [
-                (path, host) for path, host in every if self.isolate and path.startswith("/tmp/")
-            ]
-            mounts = sorted(
-                (entry for entry in every if entry not in tmp_mounts),
-                key=lambda item: -len(item[0]),
-            )
-
-            def rewrite(
-                text: str, mounts: list[tuple[str, Path]] = mounts, env: dict[str, str] = env
-            ) -> str:
-                text = VAR.sub(lambda m: env.get(m.group(1), m.group(0)), text)
-                for mount_path, host in mounts:
-                    text = re.sub(
-                        rf"(^|[=:,]){re.escape(mount_path)}(?=/|$|[,:])", rf"\g<1>{host}", text
-                    )
-                return text
-
-            command = list(spec.command or [])
-            program = program_for(command[0]) if command else None
-            if program is not None and Path(program).name == "rustfs":
-                # the lab's "image" defaults for RustFS: nothing leaves loopback
-                env = {**RUSTFS_SAFE_ENV, **env}
-            argv = None
-            if program is not None:
-                argv = [
-                    program,
-                    *(rewrite(a) for a in command[1:]),
-                    *(rewrite(a) for a in spec.args or []),
-                ]
-            runner.containers.append(
-                Container(
-                    name=spec.name,
-                    image=spec.image,
-                    argv=argv,
-                    env={k: rewrite(v) for k, v in env.items()},
-                    log_path=runner.directory / f"{spec.name}.log",
-                    pid_path=runner.directory / f"{spec.name}.pid",
-                    restart_policy=restart_policy,
-                    tmp_mounts=tmp_mounts,
-                )
-            )
+            runner.containers.append(self._container(pod, runner, spec, envs[spec.name], names))
             if spec.readiness_probe is not None and runner.readiness is None:
                 runner.readiness = client.ApiClient().sanitize_for_serialization(
                     spec.readiness_probe
                 )
                 runner.readiness_container = spec.name
         runner.prepared = True
+        runner.waiting_reason = ""
         return True
+
+    def _container(
+        self,
+        pod: Any,
+        runner: PodRunner,
+        spec: Any,
+        env: dict[str, str],
+        names: dict[str, str],
+    ) -> Container:
+        """One container of ``pod``: its program, arguments, environment and mounts."""
+        every = [
+            (mount.mount_path.rstrip("/"), runner.volume_paths[mount.name])
+            for mount in spec.volume_mounts or []
+            if mount.name in runner.volume_paths
+        ]
+        # isolated, under /tmp or /var/run: bound at the same path in the container's private
+        # mount namespace; everywhere else: the path is rewritten in args and env
+        tmp_mounts = [(path, host) for path, host in every if self.isolate and under_tmp(path)]
+        run_mounts = [(path, host) for path, host in every if self.isolate and under_run(path)]
+        # isolated, a volume at /tmp itself is the container's private /tmp already
+        mounts = {
+            path: host
+            for path, host in every
+            if (path, host) not in tmp_mounts + run_mounts and not (self.isolate and path == "/tmp")
+        }
+        # one pass, longest path first: a host directory put in is never rewritten again
+        pattern = (
+            re.compile(
+                r"(^|[=:,])("
+                + "|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True))
+                + r")(?=/|$|[,:])"
+            )
+            if mounts
+            else None
+        )
+
+        def rewrite(text: str) -> str:
+            text = VAR.sub(lambda m: env.get(m.group(1), m.group(0)), text)
+            if pattern is not None:
+                text = pattern.sub(lambda m: m.group(1) + str(mounts[m.group(2)]), text)
+            return resolve_service_names(text, names)
+
+        command = list(spec.command or [])
+        if not command and is_project_image(spec.image):
+            command = ["flywheel-chaos"]  # the image's entry point
+        program = program_for(command[0], spec.image) if command else None
+        if program is not None and Path(program).name == "rustfs":
+            # the lab's "image" defaults for RustFS: nothing leaves loopback
+            env = {**RUSTFS_SAFE_ENV, **env}
+        if is_project_image(spec.image):
+            # the image's OpenTofu: the lab's own build
+            env = {"PATH": f"{bin_dir()}:{os.environ.get('PATH', '/usr/bin:/bin')}", **env}
+        argv = None
+        if program is not None:
+            argv = [
+                program,
+                *(rewrite(a) for a in command[1:]),
+                *(rewrite(a) for a in spec.args or []),
+            ]
+        return Container(
+            name=spec.name,
+            image=spec.image,
+            argv=argv,
+            env={k: rewrite(v) for k, v in env.items()},
+            log_path=runner.directory / f"{spec.name}.log",
+            pid_path=runner.directory / f"{spec.name}.pid",
+            restart_policy=pod.spec.restart_policy or "Always",
+            tmp_mounts=tmp_mounts,
+            run_mounts=run_mounts,
+            working_dir=rewrite(spec.working_dir) if spec.working_dir else "",
+        )
 
     def _drive(self, runner: PodRunner, pod: Any) -> None:
         if not runner.prepared and not self._prepare(pod, runner):
             publish(self.core, runner, pod, self.host_ip)
             return
+        self._renew_tokens(runner)
         moment = time.monotonic()
         for container in runner.containers:
             if container.running():
@@ -349,6 +399,17 @@ class NodeAgent:
                     logger.error("cannot start %s: %s", container.name, exc)
         update_readiness(runner)
         publish(self.core, runner, pod, self.host_ip)
+
+    def _renew_tokens(self, runner: PodRunner) -> None:
+        """Renew each service account token of the pod that is due (:func:`refresh_due`)."""
+        for token in runner.tokens:
+            if token.issued is None or token.expires is None:
+                continue
+            if refresh_due(token.issued, token.expires, now()):
+                try:
+                    renew(self.core, token)
+                except Exception as exc:  # retried on the next sync
+                    logger.warning("renewing the token of %s failed: %s", runner.name, exc)
 
     def _begin_stop(self, runner: PodRunner, grace_s: float, delete_after: bool) -> None:
         runner.stopping = True

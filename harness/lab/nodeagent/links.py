@@ -7,12 +7,48 @@ import re
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from harness.lab.nodeagent.kube import API_TIMEOUT
 from harness.lab.nodeagent.runtime import PodRunner
 from harness.lab.paths import service_address
 
 VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+SERVICE_NAME = re.compile(
+    r"(?<![A-Za-z0-9.-])([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+    r"\.svc(\.cluster\.local)?(?![A-Za-z0-9-])"
+)
+
+
+def api_server_links(services: list[Any]) -> dict[str, str]:
+    """``KUBERNETES_SERVICE_HOST``/``PORT``, which a kubelet gives every pod: the
+    ``default/kubernetes`` Service (in the lab, the service proxy forwards it to the API
+    server), what in-cluster configuration connects to."""
+    for svc in services:
+        if (svc.metadata.namespace, svc.metadata.name) == ("default", "kubernetes"):
+            port = next((p.port for p in svc.spec.ports or [] if p.name == "https"), 443)
+            return {
+                "KUBERNETES_SERVICE_HOST": service_address(svc.spec.cluster_ip),
+                "KUBERNETES_SERVICE_PORT": str(port),
+                "KUBERNETES_SERVICE_PORT_HTTPS": str(port),
+            }
+    return {}
+
+
+def service_names(services: list[Any]) -> dict[str, str]:
+    """``name.namespace`` -> the address a client reaches the Service at (the lab has no
+    cluster DNS: the node agent puts the address where a container's arguments and
+    environment name ``NAME.NAMESPACE.svc[.cluster.local]``)."""
+    return {
+        f"{svc.metadata.name}.{svc.metadata.namespace}": service_address(svc.spec.cluster_ip)
+        for svc in services
+        if svc.spec.cluster_ip and svc.spec.cluster_ip != "None"
+    }
+
+
+def resolve_service_names(text: str, names: dict[str, str]) -> str:
+    """``text`` with each known ``NAME.NAMESPACE.svc`` host replaced by its address."""
+    return SERVICE_NAME.sub(lambda m: names.get(f"{m.group(1)}.{m.group(3)}", m.group(0)), text)
 
 
 def service_links(services: list[Any]) -> dict[str, str]:
@@ -35,6 +71,22 @@ def service_links(services: list[Any]) -> dict[str, str]:
                     port.port
                 )
     return values
+
+
+class MissingReference(Exception):
+    """A container's env names a Secret, ConfigMap or key that does not exist (and is not
+    optional): the kubelet's CreateContainerConfigError; the pod waits and is retried."""
+
+
+def _read(reader: Any, name: str, namespace: str, kind: str, optional: bool | None) -> Any:
+    try:
+        return reader(name, namespace, _request_timeout=API_TIMEOUT)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        if optional:
+            return None
+        raise MissingReference(f"{kind} {namespace}/{name} not found") from exc
 
 
 def container_env(
@@ -69,14 +121,28 @@ def container_env(
             }.get(path, "")
         elif source.secret_key_ref is not None:
             ref = source.secret_key_ref
-            secret = core.read_namespaced_secret(
-                ref.name, runner.namespace, _request_timeout=API_TIMEOUT
+            secret = _read(
+                core.read_namespaced_secret, ref.name, runner.namespace, "secret", ref.optional
             )
-            values[item.name] = base64.b64decode((secret.data or {}).get(ref.key, "")).decode()
+            data = (secret.data if secret is not None else None) or {}
+            if ref.key not in data:
+                if secret is not None and not ref.optional:
+                    raise MissingReference(f"key {ref.key} of secret {ref.name} not found")
+                continue
+            values[item.name] = base64.b64decode(data[ref.key]).decode()
         elif source.config_map_key_ref is not None:
             ref = source.config_map_key_ref
-            cm = core.read_namespaced_config_map(
-                ref.name, runner.namespace, _request_timeout=API_TIMEOUT
+            cm = _read(
+                core.read_namespaced_config_map,
+                ref.name,
+                runner.namespace,
+                "configmap",
+                ref.optional,
             )
-            values[item.name] = (cm.data or {}).get(ref.key, "")
+            found = (cm.data if cm is not None else None) or {}
+            if ref.key not in found:
+                if cm is not None and not ref.optional:
+                    raise MissingReference(f"key {ref.key} of configmap {ref.name} not found")
+                continue
+            values[item.name] = found[ref.key]
     return values

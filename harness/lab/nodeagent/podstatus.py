@@ -86,6 +86,20 @@ def _conditions(pod: Any, desired: dict[str, str]) -> list[dict[str, Any]]:
 def publish(core: client.CoreV1Api, runner: PodRunner, pod: Any, host_ip: str) -> None:
     """Patch the pod's status when it differs from what the API holds."""
     statuses = [container_status(c) for c in runner.containers]
+    if not runner.containers and runner.waiting_reason:
+        # not made yet (a Secret or ConfigMap it names is missing): say why, as a kubelet does
+        statuses = [
+            {
+                "name": spec.name,
+                "image": spec.image,
+                "imageID": "",
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": runner.waiting_reason}},
+            }
+            for spec in pod.spec.containers
+        ]
     all_ready = bool(runner.containers) and all(c.ready for c in runner.containers)
     phase = _phase(runner)
     desired = {
@@ -97,7 +111,7 @@ def publish(core: client.CoreV1Api, runner: PodRunner, pod: Any, host_ip: str) -
         "phase": phase,
         "conditions": desired,
         "statuses": [
-            (s["name"], s["ready"], s["restartCount"], next(iter(s["state"])), s["containerID"])
+            (s["name"], s["ready"], s["restartCount"], next(iter(s["state"])), s.get("containerID"))
             for s in statuses
         ],
         "ip": runner.pod_ip,

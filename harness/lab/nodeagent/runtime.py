@@ -1,10 +1,11 @@
 """The pod runtime: containers as local processes bound to the pod IP's loopback twin.
 
 A container whose command is a program the lab knows (``weed``, the lab's own
-``etcd`` and ``rustfs`` builds) runs as a real process in its own process group,
-as root in a private mount namespace with its own ``/tmp``; other containers
-are simulated as Running. Stopping is a kubelet's: SIGTERM, the grace period,
-SIGKILL.
+``etcd`` and ``rustfs`` builds, and this project's own image: ``flywheel-chaos`` and
+``chaos`` are the entry points installed beside the lab's Python) runs as a real process in
+its own process group, as root in a private mount namespace with its own ``/tmp`` and, when
+it mounts something there (the service account volume), its own ``/run``; other containers
+are simulated as Running. Stopping is a kubelet's: SIGTERM, the grace period, SIGKILL.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.lab.nodeagent.kube import now, ts
+from harness.lab.nodeagent.projected import ProjectedToken
 from harness.lab.paths import bin_dir, loopback_twin
 from harness.lab.rustfs import RustFSNotFound, rustfs_binary
 from harness.lab.seaweed import weed_binary
@@ -30,7 +34,20 @@ from harness.lab.seaweed import weed_binary
 logger = logging.getLogger("flywheel_chaos.nodeagent")
 
 
-def program_for(name: str) -> str | None:
+PROJECT_IMAGE = re.compile(r"(^|/)flywheel-chaos([:@]|$)")
+PROJECT_PROGRAMS = ("flywheel-chaos", "chaos")
+
+
+def is_project_image(image: str | None) -> bool:
+    """This project's image (``.../flywheel-chaos:TAG`` or ``@sha256:...``)."""
+    return bool(image) and PROJECT_IMAGE.search(image or "") is not None
+
+
+def program_for(name: str, image: str = "") -> str | None:
+    if is_project_image(image):
+        program = Path(name).name
+        installed = Path(sys.executable).parent / program
+        return str(installed) if program in PROJECT_PROGRAMS else None
     if name == "weed" or name.endswith("/weed"):
         return weed_binary()
     if name == "rustfs" or name.endswith("/rustfs"):
@@ -44,6 +61,28 @@ def program_for(name: str) -> str | None:
         built = bin_dir() / "etcd"
         return str(built) if built.exists() else None
     return None
+
+
+def under_tmp(path: str) -> bool:
+    return path.startswith("/tmp/")
+
+
+def under_run(path: str) -> bool:
+    """A mount under ``/run`` (``/var/run`` is its link): the service account volume."""
+    return path.startswith(("/run/", "/var/run/"))
+
+
+def _in_run(path: str) -> str:
+    return "/run/" + path.removeprefix("/var/run/") if path.startswith("/var/run/") else path
+
+
+def _reachable(container: Container) -> bool:
+    """Its working directory exists on the host or is one of its bound mounts."""
+    wd = container.working_dir
+    bound = [path for path, _ in container.tmp_mounts + container.run_mounts]
+    return bool(wd) and (
+        Path(wd).is_dir() or any(wd == path or wd.startswith(path + "/") for path in bound)
+    )
 
 
 def _under_tmp(paths: list[Path]) -> list[str]:
@@ -98,6 +137,10 @@ class Container:
     waiting_reason: str = "ContainerCreating"
     tmp_mounts: list[tuple[str, Path]] = field(default_factory=list)
     """Volumes mounted under /tmp: (mount path, host directory), bound in its private /tmp."""
+    run_mounts: list[tuple[str, Path]] = field(default_factory=list)
+    """Volumes mounted under /run (the service account's), bound in a private /run."""
+    working_dir: str = ""
+    """Its ``workingDir`` (rewritten to a volume's host directory when it is a mount)."""
 
     def running(self) -> bool:
         if self.argv is None:
@@ -125,6 +168,10 @@ class PodRunner:
     prepared: bool = False
     volume_paths: dict[str, Path] = field(default_factory=dict)
     """Each volume's host directory, once prepared."""
+    waiting_reason: str = ""
+    """Why the pod's containers cannot be made yet (CreateContainerConfigError)."""
+    tokens: list[ProjectedToken] = field(default_factory=list)
+    """The service account tokens of its projected volumes (renewed before they expire)."""
 
     @property
     def bind_ip(self) -> str:
@@ -160,7 +207,14 @@ def start_container(runner: PodRunner, container: Container, isolate: bool, lab_
             f'mkdir -p "{path}" && mount --bind "{host}" "{path}" && '
             for path, host in container.tmp_mounts
         )
-        script = f'mount --rbind "$0" /tmp && {binds}exec "$@"'
+        runs = "".join(
+            f'mkdir -p "{_in_run(path)}" && mount --bind "{host}" "{_in_run(path)}" && '
+            for path, host in container.run_mounts
+        )
+        if runs:
+            runs = "mount -t tmpfs -o mode=0755,size=1m flywheel-run /run && " + runs
+        chdir = f'cd "{container.working_dir}" && ' if _reachable(container) else ""
+        script = f'mount --rbind "$0" /tmp && {binds}{runs}{chdir}exec "$@"'
         # a lab or a program living under /tmp (a clone in /tmp, its venv)
         # is bound back into the private /tmp at its own path
         for top in _under_tmp([lab_root, Path(argv[0]).resolve()]):
@@ -178,6 +232,9 @@ def start_container(runner: PodRunner, container: Container, isolate: bool, lab_
             str(tmp),
             *argv,
         ]
+    cwd = runner.directory
+    if not isolate and container.working_dir and Path(container.working_dir).is_dir():
+        cwd = Path(container.working_dir)
     with container.log_path.open("ab") as log:
         log.write(f"--- start {ts()} restart {container.restart_count}\n".encode())
         log.flush()
@@ -186,7 +243,7 @@ def start_container(runner: PodRunner, container: Container, isolate: bool, lab_
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=runner.directory,
+            cwd=cwd,
             env=env,
             start_new_session=True,
         )

@@ -6,7 +6,8 @@ the RCA's read-only debug pod reads a volume in use through) is
 that volume's node directory, as on a real node while the pod runs; a publish
 directory of a pod not running here does not exist, and the pod waits, as a
 kubelet's ``hostPath`` of type ``Directory`` does. Other host paths are a
-directory of the pod's own.
+directory of the pod's own. Projected volumes (the service account token, the cluster CA,
+the namespace) are filled by :mod:`.projected`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from kubernetes import client
 
 from harness.lab.nodeagent.kube import API_TIMEOUT
+from harness.lab.nodeagent.projected import fill
 from harness.lab.nodeagent.runtime import PodRunner
 from harness.processes import write_private
 
@@ -65,6 +67,11 @@ def materialise(
             target.chmod(0o700)
             for key, value in (secret.data or {}).items():
                 write_private(target / key, base64.b64decode(value))
+        elif volume.projected is not None:
+            tokens = fill(core, pod, volume, target)
+            if tokens is None:
+                return None
+            runner.tokens += tokens
         elif volume.config_map is not None:
             cm = core.read_namespaced_config_map(
                 volume.config_map.name, runner.namespace, _request_timeout=API_TIMEOUT
