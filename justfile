@@ -93,3 +93,54 @@ bench-ha *args:
 # the gate and evidence verify over 10,000 records, against the verifier before them
 bench-gate:
     python benchmarks/gate_scale.py
+
+# build the game day's image (Containerfile) with podman, buildah or docker, whichever is
+# there: just image [TAG] [BASE]; the lab's OpenTofu build goes in as the image's tofu
+image tag="localhost/flywheel-chaos:0.3.0" base="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    tofu="${FLYWHEEL_TOFU:-$(python -c 'from harness.lab.paths import bin_dir; print(bin_dir())')/tofu}"
+    [ -x "$tofu" ] || tofu="$(command -v tofu || true)"
+    if [ ! -x "$tofu" ]; then
+        echo "error: no OpenTofu binary for the image" >&2
+        echo "hint: run 'flywheel-chaos lab build' (it builds tofu), or set FLYWHEEL_TOFU=/path/to/tofu" >&2
+        exit 2
+    fi
+    mkdir -p build/image && cp "$tofu" build/image/tofu
+    # the CA bundle pip trusts here, for the build stage only (never in the image)
+    cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" build/image/ca-certificates.crt
+    args=(--file Containerfile --tag "{{tag}}")
+    [ -n "{{base}}" ] && args+=(--build-arg "BASE={{base}}")
+    if command -v podman >/dev/null 2>&1; then
+        podman build "${args[@]}" .
+    elif command -v buildah >/dev/null 2>&1; then
+        buildah bud --isolation "${BUILDAH_ISOLATION:-chroot}" "${args[@]}" .
+    elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+        docker build "${args[@]}" .
+    else
+        echo "error: no image builder: podman, buildah or a running docker is needed" >&2
+        echo "hint: apt-get install buildah (Debian), then: just image" >&2
+        exit 2
+    fi
+    echo "built {{tag}}"
+
+# a Debian bookworm base image with python3, made locally with debootstrap (as root) and
+# imported with buildah (no registry needed): just base-image, then just image TAG localhost/flywheel-base:bookworm
+base-image tag="localhost/flywheel-base:bookworm":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v debootstrap >/dev/null && command -v buildah >/dev/null || { echo "error: needs debootstrap and buildah (apt-get install debootstrap buildah)" >&2; exit 2; }
+    cache="${XDG_CACHE_HOME:-$HOME/.cache}/flywheel-chaos/images"
+    tarball="$cache/bookworm-python3.tar"
+    if [ ! -f "$tarball" ]; then
+        mkdir -p "$cache"
+        root="$(mktemp -d)"
+        trap 'rm -rf "$root"' EXIT
+        debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$root" http://deb.debian.org/debian
+        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+        tar -C "$root" -cf "$tarball.partial" . && mv "$tarball.partial" "$tarball"
+    fi
+    ctr="$(buildah from scratch)"
+    buildah add "$ctr" "$tarball" /
+    buildah config --env PATH=/usr/local/bin:/usr/bin:/bin --cmd /bin/sh "$ctr"
+    buildah commit --rm "$ctr" "{{tag}}"

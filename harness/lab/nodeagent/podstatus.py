@@ -23,7 +23,7 @@ def container_status(container: Container) -> dict[str, Any]:
         "name": container.name,
         "image": container.image,
         "imageID": container.image,
-        "containerID": f"flywheel://{container.process.pid if container.process else 0}",
+        "containerID": f"flywheel://{container.pid}",
         "ready": container.ready,
         "started": container.running(),
         "restartCount": container.restart_count,

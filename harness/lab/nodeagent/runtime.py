@@ -139,6 +139,8 @@ class Container:
     """Volumes mounted under /tmp: (mount path, host directory), bound in its private /tmp."""
     run_mounts: list[tuple[str, Path]] = field(default_factory=list)
     """Volumes mounted under /run (the service account's), bound in a private /run."""
+    pid: int = 0
+    """Its process's pid, kept after it exits (the container id a kubelet keeps reporting)."""
     working_dir: str = ""
     """Its ``workingDir`` (rewritten to a volume's host directory when it is a mount)."""
 
@@ -247,6 +249,7 @@ def start_container(runner: PodRunner, container: Container, isolate: bool, lab_
             env=env,
             start_new_session=True,
         )
+    container.pid = container.process.pid
     container.pid_path.write_text(str(container.process.pid))
     container.started_at = now()
     container.waiting_reason = ""
