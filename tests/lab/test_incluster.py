@@ -288,6 +288,7 @@ def test_a_job_and_a_local_run_started_together_let_exactly_one_proceed_ten_time
 def test_the_installed_wheel_runs_a_game_day_with_no_source_tree(
     lab: Lab, run_env: dict[str, str], tmp_path: Path
 ) -> None:
+    (tmp_path / "wheel").mkdir()
     venv = install_wheel(tmp_path / "wheel")
     work = tmp_path / "work"
     work.mkdir()
