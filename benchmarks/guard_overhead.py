@@ -1,16 +1,19 @@
-"""The guard's checks vs the same S3 calls made with raw boto3, in one run, on loopback.
+"""The guard against the same S3 calls made with raw boto3, in one run, on loopback, on
+SeaweedFS and on RustFS (when built).
 
-Starts a real SeaweedFS, seeds a versioned bucket and a state key, then times:
-  ours   probes.state_authority.run_checks (what `flywheel-chaos guard` runs)
-  raw    the same calls with a bare boto3 client, no classification or bounds
-and the whole-process wall time of `flywheel-chaos guard`. The lock race is
-reported separately: SeaweedFS makes each losing conditional writer retry in
-1 s steps, which dominates both sides and says nothing about our overhead.
+For each server it starts a real one, seeds a versioned bucket and a state key, then times:
+  ours   flywheel_chaos.s3.checks.run_checks (what `flywheel-chaos guard` runs: the first
+         check alone, the other five concurrently)
+  raw    the same calls with a bare boto3 client, one after another (no classification,
+         no bounds), and the same 8-writer race
+and the whole-process wall time of `flywheel-chaos guard --json` (5 runs), with its import
+time. The lock race is timed per racer on both sides: when the raw race's losers take as
+long as ours, the time is the server's (it holds contended conditional writers), not our
+retry pacing.
 
-    python benchmarks/guard_overhead.py [--rounds 15]
+    python benchmarks/guard_overhead.py [--rounds 9] [--server seaweedfs|rustfs|both]
 
-Every comparison is made in the same run with rounds interleaved and the order
-alternating (ours first in even rounds, raw first in odd ones).
+Rounds are interleaved, the order alternating (ours first in even rounds, raw in odd).
 """
 
 from __future__ import annotations
@@ -27,18 +30,46 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import boto3
 import botocore.config
 
 from flywheel_chaos.s3.authority import load_authority
+from flywheel_chaos.s3.checks import run_checks
+from harness.lab.rustfs import RustFSNotFound, RustFSServer, rustfs_binary
 from harness.lab.seaweed import SeaweedS3
-from probes import state_authority as sa
 
 KEY = "env/bench/terraform.tfstate"
 
 
-def raw_checks(client, bucket: str, race: bool) -> None:  # type: ignore[no-untyped-def]
+def raw_race(client: Any, bucket: str, writers: int = 8) -> list[float]:
+    """``writers`` bare If-None-Match PUTs of one fresh key; each racer's milliseconds."""
+    key = f"_flywheel-chaos/locks/raw-{uuid.uuid4().hex}-race.tflock"
+    barrier = threading.Barrier(writers)
+    winners: list[str] = []
+    times: list[float] = []
+
+    def contender() -> None:
+        barrier.wait()
+        started = time.perf_counter()
+        with contextlib.suppress(client.exceptions.ClientError):
+            winners.append(
+                client.put_object(Bucket=bucket, Key=key, Body=b"{}", IfNoneMatch="*")["VersionId"]
+            )
+        times.append((time.perf_counter() - started) * 1000)
+
+    threads = [threading.Thread(target=contender) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for version in winners:
+        client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    return sorted(times)
+
+
+def raw_checks(client: Any, bucket: str) -> list[float]:
     client.list_buckets()
     client.head_bucket(Bucket=bucket)
     client.head_object(Bucket=bucket, Key=KEY)
@@ -54,60 +85,40 @@ def raw_checks(client, bucket: str, race: bool) -> None:  # type: ignore[no-unty
     with contextlib.suppress(client.exceptions.ClientError):
         client.put_object(Bucket=bucket, Key=lock, Body=b"{}", IfNoneMatch="*")
     client.delete_object(Bucket=bucket, Key=lock, VersionId=first["VersionId"])
-    if race:
-        race_key = lock + "-race"
-        barrier = threading.Barrier(8)
-        winners: list[str] = []
-
-        def contender() -> None:
-            barrier.wait()
-            with contextlib.suppress(client.exceptions.ClientError):
-                winners.append(
-                    client.put_object(Bucket=bucket, Key=race_key, Body=b"{}", IfNoneMatch="*")[
-                        "VersionId"
-                    ]
-                )
-
-        threads = [threading.Thread(target=contender) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for version in winners:
-            client.delete_object(Bucket=bucket, Key=race_key, VersionId=version)
+    return raw_race(client, bucket)
 
 
-def ours_without_race(authority) -> None:  # type: ignore[no-untyped-def]
-    sa._check_bucket_listed(authority)
-    sa._check_bucket_reachable(authority)
-    sa._check_state_key(authority)
-    sa._check_canary_round_trip(authority)
-    sa._check_versioning(authority)
-    # the lock check's sequential part, without the race
-    key = sa._canary_key("locks") + ".tflock"
-    first = sa._conditional_put(authority, key, b"{}")
-    sa._conditional_put(authority, key, b"{}")
-    sa._delete_quietly(authority, key, [first.version_id])
+def _server(kind: str, directory: Path) -> SeaweedS3 | RustFSServer:
+    access, secret = "AKBENCH" + secrets.token_hex(4).upper(), secrets.token_urlsafe(20)
+    if kind == "rustfs":
+        return RustFSServer(data_dir=directory, access_key=access, secret_key=secret)
+    return SeaweedS3(data_dir=directory, access_key=access, secret_key=secret)
 
 
-def timed(fn, rounds: int) -> list[float]:  # type: ignore[no-untyped-def]
-    samples = []
-    for _ in range(rounds):
+def _whole_process(env: dict[str, str]) -> tuple[list[float], list[float]]:
+    """Five `flywheel-chaos guard --json` runs: wall ms, and the import ms of the same path."""
+    cli = [str(Path(sys.executable).parent / "flywheel-chaos"), "guard", "--json"]
+    walls, imports = [], []
+    for _ in range(5):
         started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=15)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = SeaweedS3(
-            Path(tmp), "AKBENCH" + secrets.token_hex(4).upper(), secrets.token_urlsafe(20)
+        result = subprocess.run(cli, env={**os.environ, **env}, capture_output=True, timeout=120)
+        walls.append((time.perf_counter() - started) * 1000)
+        assert result.returncode == 0, result.stderr
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", "import harness.cli.main, harness.guard"],
+            check=True,
+            timeout=60,
         )
-        with server:
+        imports.append((time.perf_counter() - started) * 1000)
+    return walls, imports
+
+
+def bench(kind: str, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = _server(kind, Path(tmp))
+        server.start()
+        try:
             raw = boto3.client(
                 "s3",
                 endpoint_url=server.endpoint,
@@ -115,7 +126,9 @@ def main() -> int:
                 aws_access_key_id=server.access_key,
                 aws_secret_access_key=server.secret_key,
                 config=botocore.config.Config(
-                    retries={"total_max_attempts": 1}, max_pool_connections=16
+                    retries={"total_max_attempts": 1},
+                    max_pool_connections=16,
+                    s3={"addressing_style": "path"},
                 ),
             )
             bucket = "tofu-state"
@@ -130,58 +143,62 @@ def main() -> int:
                 "TOFU_STATE_KEY": KEY,
             }
             authority = load_authority(environ=env)
-            # warm both clients
-            raw_checks(raw, bucket, race=True)
-            sa.run_checks(authority)
-            # rounds interleaved, the order alternating, so both sides meet the same server state
-            ours: list[float] = []
-            theirs: list[float] = []
-            ours_full: list[float] = []
-            raw_full: list[float] = []
-            for index in range(args.rounds):
-                pair = [
-                    (ours, lambda: ours_without_race(authority)),
-                    (theirs, lambda: raw_checks(raw, bucket, race=False)),
-                ]
-                full = [
-                    (ours_full, lambda: sa.run_checks(authority)),
-                    (raw_full, lambda: raw_checks(raw, bucket, race=True)),
-                ]
-                if index % 2:
-                    pair.reverse()
-                    full.reverse()
-                for samples, fn in pair + full:
-                    samples.extend(timed(fn, 1))
-            cli = [str(Path(sys.executable).parent / "flywheel-chaos"), "guard", "--json"]
-            wall = []
-            for _ in range(5):
-                started = time.perf_counter()
-                result = subprocess.run(
-                    cli, env={**os.environ, **env}, capture_output=True, timeout=120
-                )
-                wall.append((time.perf_counter() - started) * 1000)
-                assert result.returncode == 0, result.stderr
-            ok_ours, ok_raw = statistics.median(ours), statistics.median(theirs)
-            print(f"checks without the lock race, median of {args.rounds}:")
-            print(f"  flywheel-chaos {ok_ours:8.1f} ms")
-            print(f"  raw boto3      {ok_raw:8.1f} ms")
-            print(f"  ratio          {ok_ours / ok_raw:8.2f}x  (target <= 1.3x)")
-            print(
-                "all checks with the 8-writer lock race (SeaweedFS serialises losers in 1 s steps):"
-            )
-            print(
-                f"  flywheel-chaos {statistics.median(ours_full):8.1f} ms  (min {min(ours_full):.0f})"
-            )
-            print(
-                f"  raw boto3      {statistics.median(raw_full):8.1f} ms  (min {min(raw_full):.0f})"
-            )
-            print(
-                f"  ratio          {statistics.median(ours_full) / statistics.median(raw_full):8.2f}x"
-            )
-            print(
-                f"whole process `flywheel-chaos guard --json`, median of 5: {statistics.median(wall):.0f} ms "
-                f"(min {min(wall):.0f}; target <= 1500 ms)"
-            )
+            raw_checks(raw, bucket)  # warm both clients
+            run_checks(authority)
+            ours, theirs, per_check = [], [], {}
+            our_racers: list[list[float]] = []
+            raw_racers: list[list[float]] = []
+            for index in range(rounds):
+                sides = ["ours", "raw"] if index % 2 == 0 else ["raw", "ours"]
+                for side in sides:
+                    started = time.perf_counter()
+                    if side == "ours":
+                        results = run_checks(authority)
+                        ours.append((time.perf_counter() - started) * 1000)
+                        assert all(r["ok"] for r in results), results
+                        for result in results:
+                            per_check.setdefault(result["name"], []).append(result["duration_ms"])
+                        lock = next(r for r in results if r["name"] == "lock-exclusive")
+                        our_racers.append((lock["result"] or {})["racers_ms"])
+                    else:
+                        raw_racers.append(raw_checks(raw, bucket))
+                        theirs.append((time.perf_counter() - started) * 1000)
+            walls, imports = _whole_process(env)
+        finally:
+            server.stop()
+    print(f"== {kind} ({rounds} rounds each, interleaved)")
+    print(f"  ours, all six checks (concurrent): median {statistics.median(ours):7.1f} ms "
+          f"({min(ours):.0f}-{max(ours):.0f})")  # fmt: skip
+    print(f"  raw boto3, the same calls in order: median {statistics.median(theirs):7.1f} ms "
+          f"({min(theirs):.0f}-{max(theirs):.0f})")  # fmt: skip
+    print(f"  ratio ours/raw: {statistics.median(ours) / statistics.median(theirs):.2f}x")
+    for name, samples in per_check.items():
+        print(f"    {name:26s} median {statistics.median(samples):7.1f} ms")
+    ours_slowest = [max(r) for r in our_racers if r]
+    raw_slowest = [max(r) for r in raw_racers if r]
+    print("  8-writer race, slowest racer: ours median "
+          f"{statistics.median(ours_slowest):.0f} ms, raw median {statistics.median(raw_slowest):.0f} ms")  # fmt: skip
+    print(f"    ours, one race's racers (ms): {[round(x) for x in our_racers[-1]]}")
+    print(f"    raw,  one race's racers (ms): {[round(x) for x in raw_racers[-1]]}")
+    print(f"  whole process `flywheel-chaos guard --json`, 5 runs: median "
+          f"{statistics.median(walls):.0f} ms ({min(walls):.0f}-{max(walls):.0f}; target <= 1500); "
+          f"of which Python start and imports median {statistics.median(imports):.0f} ms")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--server", choices=("seaweedfs", "rustfs", "both"), default="both")
+    args = parser.parse_args()
+    kinds = ["seaweedfs", "rustfs"] if args.server == "both" else [args.server]
+    for kind in kinds:
+        if kind == "rustfs":
+            try:
+                rustfs_binary()
+            except RustFSNotFound as exc:
+                print(f"== rustfs: skipped ({exc})")
+                continue
+        bench(kind, args.rounds)
     return 0
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypedDict
 
 from chaoslib.exceptions import ActivityFailed
@@ -155,22 +156,33 @@ def evict_all(
     max_delay: float,
     between: Callable[[], None] = _nothing,
 ) -> list[Eviction]:
-    """Evict each pod (``between`` runs before every attempt: the lease check)."""
-    results: list[Eviction] = []
+    """Evict every pod at once, as ``kubectl drain`` does (``between`` runs before every
+    attempt: the lease check); each pod keeps its own 429 backoff until ``deadline``. When
+    one eviction fails, the others still finish (an eviction cannot be taken back), then the
+    first failure is raised."""
     owners = Owners(core.api_client)
-    for pod in pods:
+
+    def evict(pod: Any) -> Eviction:
         attempts = _evict_one(core, pod, deadline, first_delay, max_delay, between)
-        results.append(
-            Eviction(
-                pod=ident(pod),
-                uid=pod.metadata.uid,
-                owner_uids=owners.uids(pod),
-                evicted_at=_now(),
-                attempts=attempts,
-                gone_at=None,
-            )
+        return Eviction(
+            pod=ident(pod),
+            uid=pod.metadata.uid,
+            owner_uids=owners.uids(pod),
+            evicted_at=_now(),
+            attempts=attempts,
+            gone_at=None,
         )
-    return results
+
+    if not pods:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(pods)), thread_name_prefix="evict") as pool:
+        futures = [pool.submit(evict, pod) for pod in pods]
+        wait(futures)
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+    return [future.result() for future in futures]
 
 
 def wait_evicted_gone(

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from harness.cli.output import add_command, out, print_json
 from harness.errors import EXIT_OK
-from harness.record.gate import gate_cases, gate_document, gate_mode
 
 if TYPE_CHECKING:
     from harness.record.gate import GateReport
@@ -18,9 +17,16 @@ if TYPE_CHECKING:
 __all__ = ["gate_mode", "register"]
 
 
+def gate_mode(report: GateReport, expect_interim: bool) -> tuple[str, int, str]:
+    """The gate's mode, exit code and why (:func:`harness.record.gate.gate_mode`)."""
+    from harness.record.gate import gate_mode as decide
+
+    return decide(report, expect_interim)
+
+
 def _cmd_gate(args: argparse.Namespace) -> int:
     from harness.guard import resolve_authority
-    from harness.record.gate import evaluate, load_policy
+    from harness.record.gate import evaluate, gate_cases, gate_document, gate_mode, load_policy
     from harness.record.policy import validated_max_age
     from harness.record.signing import load_verifier
     from harness.record.store import load_store
