@@ -212,6 +212,21 @@ class Prober:
         with self._lock:
             return list(self.samples)
 
+    def wait_samples(self, head: int, canary: int, since: float, within_s: float) -> bool:
+        """Wait until ``head`` HEAD and ``canary`` canary samples that started at or after
+        ``since`` (a ``time.time()``) have been taken, at most ``within_s``; whether they were.
+        What a baseline or a tail needs is samples, not a fixed pause."""
+        deadline = time.monotonic() + within_s
+        while True:
+            taken = self.snapshot()
+            heads = sum(1 for x in taken if x.kind == "head" and x.at >= since)
+            canaries = sum(1 for x in taken if x.kind == "canary" and x.at >= since)
+            if heads >= head and canaries >= canary:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.02, self.head_interval_s / 4))
+
 
 def _close_after_answer(request: Any, **kwargs: Any) -> None:
     """botocore ``before-send`` hook: ask the server to close the connection after

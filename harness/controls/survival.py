@@ -57,7 +57,8 @@ def before_method_control(
         run.tofu_loop = TofuLoop(stack, authority)
         run.tofu_loop.start()
     _phase["now"] = "method"
-    time.sleep(min(1.0, 5 * head_interval_s))  # a baseline before the fault
+    # a baseline before the fault: three HEADs and one canary answered (at most 1 s)
+    run.prober.wait_samples(head=3, canary=1, since=run.prober.started_at, within_s=1.0)
     logger.info(
         "survival prober sampling %s every %.0f ms", authority.endpoint, head_interval_s * 1000
     )
@@ -118,7 +119,8 @@ def after_experiment_control(
     prober = run.prober
     if prober is None:
         return
-    time.sleep(min(0.5, 3 * head_interval_s))  # a few samples after the experiment
+    # a few samples after the experiment: two HEADs begun after it (at most 0.5 s)
+    prober.wait_samples(head=2, canary=0, since=time.time(), within_s=0.5)
     # sample on until no outage window is open, or the bound passes: a window open only
     # because sampling stopped would read as "not recovered"
     if not prober.finish(time.monotonic() + recovery_wait_s):
