@@ -9,11 +9,9 @@ import base64
 import json
 import os
 import subprocess
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from harness.lab.components.apiserver import ISSUER
 from harness.lab.incluster import HARNESS_NAMESPACE
 from harness.lab.paths import service_address
 from tests.support.labkit import BIN, REPO, chaos_start, cli, serving
+from tests.support.webhook import receiver
 from tests.support.wheelkit import install_wheel
 
 pytestmark = pytest.mark.lab
@@ -138,23 +137,8 @@ def _claims(token: str) -> dict[str, Any]:
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[bytes]]]:
     """A Slack-compatible webhook receiver on loopback: its URL and the bodies it got."""
-    received: list[bytes] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/services/T0K3N", received
-    finally:
-        server.shutdown()
+    with receiver() as hook:
+        yield hook
 
 
 def test_the_job_from_the_cronjob_runs_as_its_service_account_and_the_gate_outside_counts_it(

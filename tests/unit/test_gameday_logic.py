@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
-import threading
 import time
 import xml.etree.ElementTree as ET
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +23,7 @@ from harness.lab.nodeagent.projected import refresh_due
 from harness.record.gate import gate_cases
 from harness.record.junit import write_junit
 from harness.record.policy import load_policy
+from tests.support.webhook import receiver
 
 
 def test_the_weekly_suite_with_runs_policy_runs_each_fault_five_times_and_each_proof_once() -> None:
@@ -119,24 +118,8 @@ def test_the_notification_names_the_failed_runs_and_carries_no_secret(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", planted)
     summary = _summary(gate={"mode": "not_ha_ready", "reason": f"store said {planted}"})
     summary["results"][1]["reasons"] = [f"denied for key {planted}"]
-    received: list[bytes] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/hook/T0K3N-in-the-url"
+    with receiver("/hook/T0K3N-in-the-url") as (url, received):
         outcome = notify(url, summary, timeout_s=5.0)
-    finally:
-        server.shutdown()
     assert outcome["sent"] is True and len(received) == 1
     text = json.loads(received[0])["text"]
     assert "pod-delete" in text and "not-survived" in text and "not_ha_ready" in text
