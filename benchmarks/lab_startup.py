@@ -24,21 +24,10 @@ from pathlib import Path
 
 from harness.lab.paths import free_ports
 from harness.lab.topology import needs_rustfs
+from harness.processes import rss_mib
 
 REPO = Path(__file__).resolve().parent.parent
 KIND_SECONDS = (30.0, 60.0)
-
-
-def rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 def main() -> int:

@@ -266,3 +266,16 @@ def write_private(path: Path, data: bytes | str) -> None:
     finally:
         if descriptor >= 0:
             os.close(descriptor)
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of ``pids`` together, in MiB (a pid gone meanwhile counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)

@@ -34,6 +34,7 @@ from harness.lab.cluster import Lab
 from harness.lab.paths import LabPaths, free_ports
 from harness.lab.stack import stack_dir
 from harness.lab.topology import STATE_NAMESPACE
+from harness.processes import rss_mib
 from harness.record.evidence import canonical, record_files
 from harness.record.redact import Redactor, known_secrets
 
@@ -64,18 +65,6 @@ def finished_runs(directory: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return found
-
-
-def _rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return round(total / 1024, 1)
 
 
 @dataclass
@@ -173,7 +162,7 @@ class Bakeoff:
     @staticmethod
     def _lab_facts(lab: Lab) -> dict[str, Any]:
         pids = [int(c["pid"]) for c in lab.read_state().get("components", [])] + lab.pod_pids()
-        return {"rss_mib": _rss_mib(pids), "topology": lab.topology, "slot": lab.ports.slot}
+        return {"rss_mib": rss_mib(pids), "topology": lab.topology, "slot": lab.ports.slot}
 
     def _env(self, lab: Lab, directory: Path) -> dict[str, str]:
         env = {**lab.env_values()}

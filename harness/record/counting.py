@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from flywheel_chaos.s3.checks import CHECKS
 from harness.record.evidence import PASSING, SCHEMA_V2, Verified
 from harness.record.policy import Requirement
 from harness.record.posture import differences
@@ -51,16 +52,7 @@ EXPECTED_STEPS: Final[dict[str, frozenset[tuple[str, str]]]] = {
     ),
 }
 """The steps (provider module and function) each proof must have run and passed."""
-GUARD_CHECKS: Final = frozenset(
-    {
-        "list-buckets",
-        "head-bucket",
-        "state-key-head",
-        "canary-write-read-delete",
-        "versioning-enabled",
-        "lock-exclusive",
-    }
-)
+GUARD_CHECKS: Final = frozenset(spec.name for spec in CHECKS)
 
 Status = Literal["pass", "fail", "stale", "blocking", "excluded"]
 

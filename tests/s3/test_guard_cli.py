@@ -15,7 +15,7 @@ from flywheel_chaos.s3.authority import CANARY_PREFIX
 from harness.cli import main
 from harness.lab.seaweed import SeaweedS3
 from tests.support.netfaults import closed_port_endpoint
-from tests.support.s3kit import REPO, STATE_KEY, subprocess_env
+from tests.support.s3kit import GUARD_CHECK_NAMES, REPO, STATE_KEY, subprocess_env
 
 pytestmark = pytest.mark.s3
 
@@ -56,14 +56,7 @@ def test_guard_passes_with_json_and_touches_nothing_outside_the_canary_prefix(
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
-    assert [c["name"] for c in report["checks"]] == [
-        "list-buckets",
-        "head-bucket",
-        "state-key-head",
-        "canary-write-read-delete",
-        "versioning-enabled",
-        "lock-exclusive",
-    ]
+    assert [c["name"] for c in report["checks"]] == GUARD_CHECK_NAMES
     assert all(set(c) >= {"name", "ok", "duration_ms", "error"} for c in report["checks"])
     assert _snapshot(s3_admin, state_bucket) == before
     assert s3_admin.head_object(Bucket=state_bucket, Key=STATE_KEY)["ETag"] == etag_before

@@ -19,7 +19,7 @@ from harness.lab.rustfs import RustFSServer
 from harness.lab.seaweed import SeaweedS3
 from probes import state_authority as sa
 from tests.support.netfaults import closed_port_endpoint, header_stripping_proxy, silent_listener
-from tests.support.s3kit import STATE_KEY
+from tests.support.s3kit import GUARD_CHECK_NAMES, STATE_KEY
 
 pytestmark = pytest.mark.s3
 SERVERS = ["seaweedfs", "rustfs"]
@@ -82,14 +82,7 @@ def test_lock_exclusive_sees_412_and_one_race_winner(
 def test_combined_probe_reports_every_check(authority_env: dict[str, str]) -> None:
     result = sa.state_authority_healthy()
     assert result["ok"] is True
-    assert [c["name"] for c in result["checks"]] == [
-        "list-buckets",
-        "head-bucket",
-        "state-key-head",
-        "canary-write-read-delete",
-        "versioning-enabled",
-        "lock-exclusive",
-    ]
+    assert [c["name"] for c in result["checks"]] == GUARD_CHECK_NAMES
 
 
 def test_a_wrong_bucket_is_classed_no_such_bucket(authority_env: dict[str, str]) -> None:

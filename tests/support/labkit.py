@@ -36,19 +36,23 @@ def env_file(path: Path) -> dict[str, str]:
     return Lab(LabPaths(path.parent)).env_values()
 
 
+def _chaos_argv(experiment: Path, tmp_path: Path) -> list[str]:
+    return [
+        str(BIN / "chaos"),
+        "--log-file",
+        str(tmp_path / "chaos.log"),
+        "run",
+        "--journal-path",
+        str(tmp_path / "journal.json"),
+        str(experiment),
+    ]
+
+
 def chaos_start(experiment: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:
     """``chaos run EXPERIMENT`` started in its own session with ``env`` on top of ours; its
     log and journal in ``tmp_path``, stdout and stderr together."""
     return subprocess.Popen(
-        [
-            str(BIN / "chaos"),
-            "--log-file",
-            str(tmp_path / "chaos.log"),
-            "run",
-            "--journal-path",
-            str(tmp_path / "journal.json"),
-            str(experiment),
-        ],
+        _chaos_argv(experiment, tmp_path),
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -63,15 +67,7 @@ def chaos_run(
     """``chaos run experiments/<experiment>.yaml`` with ``env`` (10 min bound); the one record
     it wrote in ``FLYWHEEL_EVIDENCE_DIR`` and the finished process (its log in tmp_path)."""
     process = subprocess.run(
-        [
-            str(BIN / "chaos"),
-            "--log-file",
-            str(tmp_path / "chaos.log"),
-            "run",
-            "--journal-path",
-            str(tmp_path / "journal.json"),
-            str(REPO / "experiments" / f"{experiment}.yaml"),
-        ],
+        _chaos_argv(REPO / "experiments" / f"{experiment}.yaml", tmp_path),
         env={**os.environ, **env},
         capture_output=True,
         text=True,

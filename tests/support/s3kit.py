@@ -57,3 +57,14 @@ def subprocess_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+GUARD_CHECK_NAMES = [
+    "list-buckets",
+    "head-bucket",
+    "state-key-head",
+    "canary-write-read-delete",
+    "versioning-enabled",
+    "lock-exclusive",
+]
+"""The guard's checks, in the order it reports them (what users' scripts read)."""
