@@ -86,10 +86,13 @@ class Prober:
             connect_timeout_s=min(0.5, self.request_timeout_s),
             read_timeout_s=self.request_timeout_s,
         )
-        if kind != "head" or not self.head_new_connection:
+        if kind != "head":
             return s3_client(bounded)
+        # the HEAD loop has a client of its own: its connection is never one the canary's
+        # requests opened (with head_new_connection off, one kept-alive connection)
         client = new_s3_client(bounded)
-        client.meta.events.register("before-send.s3.HeadObject", _close_after_answer)
+        if self.head_new_connection:
+            client.meta.events.register("before-send.s3.HeadObject", _close_after_answer)
         return client
 
     def _record(self, sample: Sample) -> None:
