@@ -24,7 +24,13 @@ from harness.lab.build import BINARIES
 from harness.lab.cluster import STATE_NAMESPACE, Lab
 from harness.lab.paths import HOST, LabPaths, free_ports
 from harness.processes import pid_alive, port_free, wait_until
-from tests.support.labkit import disruption_budget, object_bytes, s3_client, serving
+from tests.support.labkit import (
+    bin_dir_variant,
+    disruption_budget,
+    object_bytes,
+    s3_client,
+    serving,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,10 +140,12 @@ def test_up_on_a_running_lab_changes_nothing(lab: Lab) -> None:
     assert any("already up" in m for m in messages)
 
 
+@pytest.mark.parametrize("rustfs", [False, True], ids=["rustfs-not-built", "rustfs-built"])
 def test_a_second_lab_on_the_same_ports_is_refused_and_starts_nothing(
-    lab: Lab, tmp_path: Path
+    lab: Lab, tmp_path: Path, rustfs: bool
 ) -> None:
-    other = Lab(LabPaths(tmp_path / "other"), ports=lab.ports)
+    other = Lab(LabPaths(tmp_path / "other"), ports=lab.ports)  # interim: it runs RustFS
+    other.bin = bin_dir_variant(tmp_path / "bin", rustfs)
     with pytest.raises(ConfigError, match="lab ports already in use"):
         other.up(lambda message: None)
     assert not other.read_state().get("components")

@@ -33,7 +33,7 @@ from harness.record.recorder import target_fingerprint
 from harness.record.signing import load_signer
 from harness.record.verdict import RULES_VERSION
 from probes.state_authority import state_authority_serving_within
-from tests.support.labkit import REPO, cli, fault_actions, write_full_set
+from tests.support.labkit import REPO, bin_dir_variant, cli, fault_actions, write_full_set
 
 pytestmark = pytest.mark.lab
 TOPOLOGY = "ha"
@@ -235,12 +235,15 @@ def test_up_on_the_running_lab_with_another_topology_changes_nothing_and_says_so
     assert Lab(LabPaths(lab.paths.root)).topology == "ha-seaweedfs"
 
 
-def test_up_refuses_to_start_another_topology_on_kept_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rustfs", [False, True], ids=["rustfs-not-built", "rustfs-built"])
+def test_up_refuses_to_start_another_topology_on_kept_data(tmp_path: Path, rustfs: bool) -> None:
     paths = LabPaths(tmp_path / "kept")
     paths.etcd_data.mkdir(parents=True)
     paths.state.write_text(json.dumps({"topology": "ha", "components": []}))
+    lab = Lab(paths, topology="interim")  # interim runs RustFS
+    lab.bin = bin_dir_variant(tmp_path / "bin", rustfs)
     with pytest.raises(ConfigError, match="keeps the data of topology 'ha', not 'interim'"):
-        Lab(paths, topology="interim").up(lambda message: None)
+        lab.up(lambda message: None)
     assert sorted(p.name for p in paths.root.iterdir()) == ["etcd", "lab.lock", "state.json"]
 
 

@@ -239,3 +239,20 @@ def write_full_set(directory: Path, live: dict[str, Any], signer: Any) -> None:
                    fingerprint=live, checks=checks),
         directory, signer=signer,
     )  # fmt: skip
+
+
+def bin_dir_variant(root: Path, rustfs: bool) -> Path:
+    """A binary directory for preflight tests: stand-ins for every control-plane binary, and
+    a stand-in RustFS only when ``rustfs``, so a refusal is tested in both states of the
+    user's cache (CI's machine has no RustFS; a developer's may)."""
+    from harness.lab.build import BINARIES
+    from harness.lab.paths import RUSTFS_VERSION
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in BINARIES:
+        (root / name).write_text("#!/bin/sh\nexit 0\n")
+        (root / name).chmod(0o755)
+    if rustfs:
+        (root / "rustfs").write_text(f"#!/bin/sh\necho rustfs {RUSTFS_VERSION}\n")
+        (root / "rustfs").chmod(0o755)
+    return root
