@@ -10,6 +10,8 @@ import signal
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,21 @@ def _unschedulable(core: client.CoreV1Api, node: str = "bumble") -> bool:
     return bool(core.read_node(node).spec.unschedulable)
 
 
+def _what_a_drain_changes(core: client.CoreV1Api, node: str = "bumble") -> dict[str, Any]:
+    """What a cordon, a taint or an eviction would change on ``node``: its spec, labels and
+    annotations, and the pods bound to it (not its resourceVersion, which the node's own
+    status heartbeats move)."""
+    body = core.read_node(node)
+    pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+    return {
+        "unschedulable": bool(body.spec.unschedulable),
+        "taints": [t.to_dict() for t in body.spec.taints or []],
+        "labels": dict(body.metadata.labels or {}),
+        "annotations": dict(body.metadata.annotations or {}),
+        "pods": sorted(p.metadata.uid for p in pods),
+    }
+
+
 def _after_each(core: client.CoreV1Api, env: dict[str, str]) -> None:
     wait_until(lambda: not _unschedulable(core), 5, "bumble to be schedulable")
     state_authority_serving_within(within_s=120)
@@ -82,6 +99,43 @@ def _kubectl(
         timeout=120,
         check=check,
     )
+
+
+@contextmanager
+def _component_applied(env: dict[str, str], tmp_path: Path, component: str) -> Iterator[None]:
+    """deploy/base with ``deploy/components/<component>`` applied, as an overlay that lists
+    it would be (before the wiring); on the way out, what the component added is deleted."""
+    overlay = tmp_path / f"with-{component}"
+    overlay.mkdir()
+    deploy = os.path.relpath(REPO / "deploy", overlay)  # kustomize refuses absolute paths
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [f"{deploy}/base"],
+                "components": [f"{deploy}/components/{component}", f"{deploy}/components/wiring"],
+            }
+        )
+    )
+
+    def built(path: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
+        text = _kubectl(env, "kustomize", str(path)).stdout
+        return {
+            (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
+            for d in yaml.safe_load_all(text)
+            if d
+        }
+
+    added = {k: v for k, v in built(overlay).items() if k not in built(REPO / "deploy" / "base")}
+    assert added, f"deploy/components/{component} adds nothing to deploy/base"
+    _kubectl(env, "apply", "-k", str(overlay))
+    try:
+        yield
+    finally:
+        leftovers = tmp_path / f"{component}-added.yaml"
+        leftovers.write_text(yaml.safe_dump_all(list(added.values())))
+        _kubectl(env, "delete", "--ignore-not-found", "-f", str(leftovers))
 
 
 def _service_account_kubeconfig(lab: Lab, run_env: dict[str, str], tmp_path: Path) -> Path:
@@ -284,11 +338,10 @@ def test_nodes_outside_the_allowlist_or_missing_are_refused_before_anything_chan
         "flywheel_node_allowlist": ["bumble", "wasp"],
         "flywheel_namespace_allowlist": ["nix-cache"],
     }
-    before = core.read_node("honey")
+    before = _what_a_drain_changes(core, "honey")
     with pytest.raises(ActivityFailed, match="node 'honey' is not in the node allowlist"):
         drain_node(name="honey", configuration=allow)
-    after = core.read_node("honey")
-    assert after.metadata.resource_version == before.metadata.resource_version
+    assert _what_a_drain_changes(core, "honey") == before
     with pytest.raises(ActivityFailed, match="node 'wasp' does not exist"):
         drain_node(name="wasp", configuration=allow)
     assert not list(Path(run_env["FLYWHEEL_STATE_DIR"]).glob("intents/*.json"))
@@ -491,7 +544,7 @@ def test_without_the_lease_role_a_drain_stops_before_anything_changes(
     kubeconfig = _service_account_kubeconfig(lab, run_env, tmp_path)
     _kubectl(run_env, "delete", "rolebinding", "flywheel-chaos-lease", "-n", "kube-system")
     try:
-        before = core.read_node("bumble").metadata.resource_version
+        before = _what_a_drain_changes(core)
         sa_env = dict(run_env, KUBECONFIG=str(kubeconfig))
         process = _start("node-drain.yaml", sa_env, tmp_path)
         output, _ = process.communicate(timeout=300)
@@ -501,7 +554,7 @@ def test_without_the_lease_role_a_drain_stops_before_anything_changes(
         assert "cannot take the cluster lease" in record["reasons"][0]
         assert "403" in record["reasons"][0]
         assert record["fault_actions"] == []
-        assert core.read_node("bumble").metadata.resource_version == before
+        assert _what_a_drain_changes(core) == before
         assert not _unschedulable(core)
     finally:
         _kubectl(run_env, "apply", "-k", str(REPO / "deploy" / "base"))
@@ -682,7 +735,6 @@ def test_as_the_service_account_the_rca_reads_everything_and_its_debug_pod_needs
     written = new_record(fault="pod-delete", verdict="error", reasons=["by hand"])
     write_record(written, directory, signer=load_signer())
     sa_env = dict(run_env, KUBECONFIG=str(_service_account_kubeconfig(lab, run_env, tmp_path)))
-    opt_in = str(REPO / "deploy" / "opt-in" / "rca-disk-view.yaml")
 
     def rca() -> dict[str, Any]:
         result = cli(["rca", "--json", "--disk-view", "debug-pod"], sa_env)
@@ -692,14 +744,11 @@ def test_as_the_service_account_the_rca_reads_everything_and_its_debug_pod_needs
 
     refused = rca()
     # deploy/base/rbac.yaml lets it read pods, logs, events, claims, volumes and nodes; the disk
-    # view's debug pod is refused until the opt-in is applied
+    # view's debug pod is refused until deploy/components/disk-view is applied
     assert [n for n in refused["notes"] if not n.startswith("disk view:")] == []
     assert any("was refused: 403" in n for n in refused["notes"]), refused["notes"]
-    _kubectl(run_env, "apply", "-f", opt_in)
-    try:
+    with _component_applied(run_env, tmp_path, "disk-view"):
         allowed = rca()
-    finally:
-        _kubectl(run_env, "delete", "-f", opt_in)
     assert allowed["notes"] == []
     with tarfile.open(directory / allowed["file"]) as tar:
         disk = json.loads(tar.extractfile("disk/listing.json").read())  # type: ignore[union-attr]

@@ -262,10 +262,17 @@ def _tcp_listener(
         server.close()
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a race of 8 conditional PUTs beside the
+    # prober's HEADs could overflow it, the kernel would drop a SYN and the client's connect
+    # would time out (what no real S3 server, whose backlog is hundreds, would do)
+    request_queue_size = 128
+
+
 @contextmanager
 def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serve ``handler`` on a free loopback port; yields its http:// endpoint."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
