@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from flywheel_chaos.s3.authority import load_authority
+from flywheel_chaos.s3.authority import StateAuthority, load_authority
 from flywheel_chaos.s3.checks import check_canary_round_trip, check_state_key
 from flywheel_chaos.s3.client import s3_client
 from flywheel_chaos.s3.errors import StateAuthorityError
@@ -24,6 +24,23 @@ SEED_STATE: Final = (
     b'{"version": 4, "terraform_version": "1.12.2", "serial": 42, '
     b'"lineage": "flywheel-lab-seed", "outputs": {}, "resources": []}\n'
 )
+
+
+def _lab_authority(endpoint: str, creds: dict[str, str]) -> StateAuthority:
+    """The lab's state key at ``endpoint`` with the lab's credentials (nothing from the
+    environment), reads bounded at 5 s."""
+    return load_authority(
+        endpoint=endpoint,
+        bucket=STATE_BUCKET,
+        key=STATE_KEY,
+        region="us-east-1",
+        timeout_s=10.0,
+        secrets={
+            "aws_access_key_id": creds["access_key"],
+            "aws_secret_access_key": creds["secret_key"],
+        },
+        environ={},
+    ).with_overrides(read_timeout_s=5.0)
 
 
 def seed(
@@ -44,18 +61,7 @@ def seed(
     ``tofu`` (and the lab's ``root``), the key is seeded by ``tofu apply`` of the lab's
     stack (:mod:`harness.lab.stack`): real state, so a plan of it is a no-op.
     """
-    authority = load_authority(
-        endpoint=endpoint,
-        bucket=STATE_BUCKET,
-        key=STATE_KEY,
-        region="us-east-1",
-        timeout_s=10.0,
-        secrets={
-            "aws_access_key_id": creds["access_key"],
-            "aws_secret_access_key": creds["secret_key"],
-        },
-        environ={},
-    ).with_overrides(read_timeout_s=5.0)
+    authority = _lab_authority(endpoint, creds)
     s3 = s3_client(authority)
     started = time.monotonic()
 

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -24,14 +23,13 @@ from flywheel_chaos.diskview import LABEL_VALUE as DISK_VIEW
 from flywheel_chaos.diskview import MOUNT_ROOT as DISK_VIEW_ROOT
 from flywheel_chaos.diskview import list_volumes
 from flywheel_chaos.nodefault import HELPER_DURATION, HELPER_LABEL
+from harness.lab.nodeagent.containers import container_for
 from harness.lab.nodeagent.heartbeat import NodeHeartbeat
 from harness.lab.nodeagent.kube import API_TIMEOUT, now, ts
 from harness.lab.nodeagent.links import (
-    VAR,
     MissingReference,
     api_server_links,
     container_env,
-    resolve_service_names,
     service_links,
     service_names,
 )
@@ -39,19 +37,13 @@ from harness.lab.nodeagent.podstatus import publish
 from harness.lab.nodeagent.projected import refresh_due, renew
 from harness.lab.nodeagent.readiness import update_readiness
 from harness.lab.nodeagent.runtime import (
-    Container,
     PodRunner,
-    is_project_image,
-    program_for,
     start_container,
     stop_containers,
-    under_run,
-    under_tmp,
     unshare_works,
 )
 from harness.lab.nodeagent.volumes import materialise
-from harness.lab.paths import LabPaths, bin_dir, pod_network
-from harness.lab.rustfs import SAFE_ENV as RUSTFS_SAFE_ENV
+from harness.lab.paths import LabPaths, pod_network
 
 logger = logging.getLogger("flywheel_chaos.nodeagent")
 
@@ -265,7 +257,9 @@ class NodeAgent:
         (runner.directory / "tmp").mkdir(parents=True, exist_ok=True)
         names = service_names(services)
         for spec in pod.spec.containers:
-            runner.containers.append(self._container(pod, runner, spec, envs[spec.name], names))
+            runner.containers.append(
+                container_for(pod, runner, spec, envs[spec.name], names, self.isolate)
+            )
             if spec.readiness_probe is not None and runner.readiness is None:
                 runner.readiness = client.ApiClient().sanitize_for_serialization(
                     spec.readiness_probe
@@ -274,77 +268,6 @@ class NodeAgent:
         runner.prepared = True
         runner.waiting_reason = ""
         return True
-
-    def _container(
-        self,
-        pod: Any,
-        runner: PodRunner,
-        spec: Any,
-        env: dict[str, str],
-        names: dict[str, str],
-    ) -> Container:
-        """One container of ``pod``: its program, arguments, environment and mounts."""
-        every = [
-            (mount.mount_path.rstrip("/"), runner.volume_paths[mount.name])
-            for mount in spec.volume_mounts or []
-            if mount.name in runner.volume_paths
-        ]
-        # isolated, under /tmp or /var/run: bound at the same path in the container's private
-        # mount namespace; everywhere else: the path is rewritten in args and env
-        tmp_mounts = [(path, host) for path, host in every if self.isolate and under_tmp(path)]
-        run_mounts = [(path, host) for path, host in every if self.isolate and under_run(path)]
-        # isolated, a volume at /tmp itself is the container's private /tmp already
-        mounts = {
-            path: host
-            for path, host in every
-            if (path, host) not in tmp_mounts + run_mounts and not (self.isolate and path == "/tmp")
-        }
-        # one pass, longest path first: a host directory put in is never rewritten again
-        pattern = (
-            re.compile(
-                r"(^|[=:,])("
-                + "|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True))
-                + r")(?=/|$|[,:])"
-            )
-            if mounts
-            else None
-        )
-
-        def rewrite(text: str) -> str:
-            text = VAR.sub(lambda m: env.get(m.group(1), m.group(0)), text)
-            if pattern is not None:
-                text = pattern.sub(lambda m: m.group(1) + str(mounts[m.group(2)]), text)
-            return resolve_service_names(text, names)
-
-        command = list(spec.command or [])
-        if not command and is_project_image(spec.image):
-            command = ["flywheel-chaos"]  # the image's entry point
-        program = program_for(command[0], spec.image) if command else None
-        if program is not None and Path(program).name == "rustfs":
-            # the lab's "image" defaults for RustFS: nothing leaves loopback
-            env = {**RUSTFS_SAFE_ENV, **env}
-        if is_project_image(spec.image):
-            # the image's OpenTofu: the lab's own build
-            env = {"PATH": f"{bin_dir()}:{os.environ.get('PATH', '/usr/bin:/bin')}", **env}
-        argv = None
-        if program is not None:
-            argv = [
-                program,
-                *(rewrite(a) for a in command[1:]),
-                *(rewrite(a) for a in spec.args or []),
-            ]
-        return Container(
-            name=spec.name,
-            image=spec.image,
-            argv=argv,
-            env={k: rewrite(v) for k, v in env.items()},
-            log_path=runner.directory / f"{spec.name}.log",
-            pid_path=runner.directory / f"{spec.name}.pid",
-            restart_policy=pod.spec.restart_policy or "Always",
-            tmp_mounts=tmp_mounts,
-            run_mounts=run_mounts,
-            working_dir=rewrite(spec.working_dir) if spec.working_dir else "",
-        )
 
     def _drive(self, runner: PodRunner, pod: Any) -> None:
         if not runner.prepared and not self._prepare(pod, runner):

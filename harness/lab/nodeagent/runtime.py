@@ -181,6 +181,51 @@ class PodRunner:
         return loopback_twin(self.pod_ip)
 
 
+def _isolated(
+    argv: list[str], runner: PodRunner, container: Container, lab_root: Path
+) -> list[str]:
+    """``argv`` run in a private mount namespace: a fresh private /tmp, the container's
+    volumes under /tmp and /var/run bound at their own paths, its working directory."""
+    tmp = runner.directory / "tmp"
+    # a container starts with a fresh filesystem: its /tmp too
+    if any(os.path.ismount(p) for p in tmp.rglob("*") if p.is_dir()):
+        raise OSError(f"refusing to clear {tmp}: something is mounted under it")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    # volumes mounted under /tmp are bound at their own path inside the pod's
+    # private /tmp, so every pod sees its own data at the same path (what a
+    # distributed server's endpoint list needs); nothing on the host changes
+    binds = "".join(
+        f'mkdir -p "{path}" && mount --bind "{host}" "{path}" && '
+        for path, host in container.tmp_mounts
+    )
+    runs = "".join(
+        f'mkdir -p "{_in_run(path)}" && mount --bind "{host}" "{_in_run(path)}" && '
+        for path, host in container.run_mounts
+    )
+    if runs:
+        runs = "mount -t tmpfs -o mode=0755,size=1m flywheel-run /run && " + runs
+    chdir = f'cd "{container.working_dir}" && ' if _reachable(container) else ""
+    script = f'mount --rbind "$0" /tmp && {binds}{runs}{chdir}exec "$@"'
+    # a lab or a program living under /tmp (a clone in /tmp, its venv)
+    # is bound back into the private /tmp at its own path
+    for top in _under_tmp([lab_root, Path(argv[0]).resolve()]):
+        (tmp / top).mkdir(parents=True, exist_ok=True)
+        script = f'mount --bind "/tmp/{top}" "$0/{top}" && ' + script
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        str(tmp),
+        *argv,
+    ]
+
+
 def start_container(runner: PodRunner, container: Container, isolate: bool, lab_root: Path) -> None:
     """Start ``container`` as a local process in its own process group (a private /tmp with ``isolate``)."""
     if container.argv is None:
@@ -195,45 +240,8 @@ def start_container(runner: PodRunner, container: Container, isolate: bool, lab_
         **container.env,
     }
     argv = list(container.argv)
-    tmp = runner.directory / "tmp"
     if isolate:
-        # a container starts with a fresh filesystem: its /tmp too
-        if any(os.path.ismount(p) for p in tmp.rglob("*") if p.is_dir()):
-            raise OSError(f"refusing to clear {tmp}: something is mounted under it")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True, exist_ok=True)
-        # volumes mounted under /tmp are bound at their own path inside the pod's
-        # private /tmp, so every pod sees its own data at the same path (what a
-        # distributed server's endpoint list needs); nothing on the host changes
-        binds = "".join(
-            f'mkdir -p "{path}" && mount --bind "{host}" "{path}" && '
-            for path, host in container.tmp_mounts
-        )
-        runs = "".join(
-            f'mkdir -p "{_in_run(path)}" && mount --bind "{host}" "{_in_run(path)}" && '
-            for path, host in container.run_mounts
-        )
-        if runs:
-            runs = "mount -t tmpfs -o mode=0755,size=1m flywheel-run /run && " + runs
-        chdir = f'cd "{container.working_dir}" && ' if _reachable(container) else ""
-        script = f'mount --rbind "$0" /tmp && {binds}{runs}{chdir}exec "$@"'
-        # a lab or a program living under /tmp (a clone in /tmp, its venv)
-        # is bound back into the private /tmp at its own path
-        for top in _under_tmp([lab_root, Path(argv[0]).resolve()]):
-            (tmp / top).mkdir(parents=True, exist_ok=True)
-            script = f'mount --bind "/tmp/{top}" "$0/{top}" && ' + script
-        argv = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "/bin/sh",
-            "-c",
-            script,
-            str(tmp),
-            *argv,
-        ]
+        argv = _isolated(argv, runner, container, lab_root)
     cwd = runner.directory
     if not isolate and container.working_dir and Path(container.working_dir).is_dir():
         cwd = Path(container.working_dir)
