@@ -115,3 +115,62 @@ def test_the_images_smoke_experiment_runs_green_against_seaweedfs(
     assert first == "exit=0", out[-3000:]
     document = json.loads(journal)
     assert document["status"] == "completed" and document["deviated"] is False
+
+
+def test_the_images_smoke_experiment_runs_green_on_a_read_only_root_file_system(
+    storage: dict[str, str], container: str, authority_env: dict[str, str]
+) -> None:
+    # what the CronJob gives it (readOnlyRootFilesystem, an emptyDir at /tmp), as a kubelet
+    # would: the image's root bound read-only in a private mount namespace, a tmpfs at /tmp,
+    # then chroot as 65532 (buildah run has no read-only root)
+    root = _buildah(storage, "mount", container).strip()
+    env = {
+        "PATH": "/opt/flywheel-chaos/bin:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "XDG_CACHE_HOME": "/tmp/.cache",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **authority_env,
+    }
+    inside = (
+        # the mount options of / as this process sees it (the last mount there wins)
+        'awk \'$2 == "/" { split($4, o, ","); r = o[1] } END { print "root=" r }\' '
+        "/proc/self/mounts; "
+        "cd /tmp && chaos --log-file /tmp/chaos.log run --journal-path /tmp/journal.json "
+        '"$(flywheel-chaos experiments path state-authority-smoke)" >/dev/null 2>&1; '
+        "echo exit=$?; cat /tmp/journal.json"
+    )
+    outside = (
+        'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" '
+        '&& mount -t tmpfs -o mode=1777 flywheel-tmp "$0/tmp" '
+        '&& mount --rbind /dev "$0/dev" && mount -t proc proc "$0/proc" '
+        '&& exec chroot --userspec=65532:65532 "$0" /usr/bin/env -i "$@"'
+    )
+    try:
+        result = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                outside,
+                root,
+                *(f"{k}={v}" for k, v in env.items()),
+                "/bin/sh",
+                "-c",
+                inside,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        _buildah(storage, "unmount", container)
+    lines = result.stdout.split("\n", 2)
+    assert result.returncode == 0 and len(lines) == 3, result.stdout[-3000:] + result.stderr
+    assert lines[0] == "root=ro", lines[0]
+    assert lines[1] == "exit=0", result.stdout[-3000:]
+    document = json.loads(lines[2])
+    assert document["status"] == "completed" and document["deviated"] is False
