@@ -100,6 +100,29 @@ def start_ctk(work: Path, seconds: float) -> tuple[subprocess.Popen[bytes], Path
     return process, journal
 
 
+def _closing(samples: list[Sample], resumed: float) -> str:
+    """For each signal: its last failure and its first success after the resume, in ms
+    since the resume (a success at its answer), with that success's latency."""
+    parts = []
+    for kind in ("head", "canary"):
+        mine = sorted((x for x in samples if x.kind == kind), key=lambda x: x.at)
+        failed = [x for x in mine if not x.ok]
+        if not failed:
+            parts.append(f"{kind}: never failed")
+            continue
+        last = failed[-1]
+        after = [x for x in mine if x.ok and x.at > last.at]
+        text = f"{kind}: last failure started {1000 * (last.at - resumed):+.0f} ms ({last.error})"
+        if after:
+            answer = after[0].at + after[0].latency_ms / 1000
+            text += (
+                f", first success answered {1000 * (answer - resumed):+.0f} ms"
+                f" (took {after[0].latency_ms:.0f} ms)"
+            )
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--freeze", type=float, default=3.0)
@@ -132,6 +155,7 @@ def main() -> int:
             for pid in pids:
                 os.killpg(pid, signal.SIGCONT)
             truth_ms = (time.monotonic() - frozen_at) * 1000
+            resumed = time.time()
             ctk.wait(timeout=120)
             prober.stop()
             ours = max(
@@ -147,6 +171,7 @@ def main() -> int:
                 f"{theirs:7.0f} ms (error {theirs - truth_ms:+5.0f}, {len(samples)} hypotheses)",
                 flush=True,
             )
+            print(f"  ours, what closed the window: {_closing(prober.snapshot(), resumed)}")
         worst = max(ours_err, key=abs)
         print(
             f"ours: median |error| {statistics.median(abs(e) for e in ours_err):.0f} ms "
