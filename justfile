@@ -30,9 +30,10 @@ recover:
     . .lab/env && flywheel-chaos recover
 
 # Real RustFS is tested when it is built; otherwise its tests say they are skipped (test-all).
-# static checks, then every test (real S3 servers and the lab's real control plane)
+# static checks, then every test (real S3 servers and the lab's real control plane), the test
+# files shared between two workers (a file's tests stay on one, with its one lab)
 test: lint lab-build
-    pytest
+    pytest -n 2 --dist loadfile
 
 # build RustFS first (about an hour on 2 cores, once), then `test`: nothing is skipped
 test-all:

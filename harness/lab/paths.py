@@ -100,8 +100,40 @@ def service_cidr(slot: int = 0) -> str:
     return f"10.{96 + slot}.0.0/16"
 
 
+_CLAIMS: dict[int, int] = {}
+"""Lab slots this process has claimed (slot -> the descriptor holding its lock)."""
+
+
+def _claim(slot: int) -> bool:
+    """Take slot ``slot``'s lock file for this process (non-blocking), so that two processes
+    choosing a free slot at the same moment (parallel test workers, a benchmark beside the
+    tests) never both take it; held until :func:`release_slot` or the process exits."""
+    import fcntl
+
+    if slot in _CLAIMS:
+        return False
+    claims = cache_root() / "slots"
+    claims.mkdir(parents=True, exist_ok=True)
+    fd = os.open(claims / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _CLAIMS[slot] = fd
+    return True
+
+
+def release_slot(ports: Ports) -> None:
+    """Give back a slot :func:`free_ports` claimed (a lab that is down no longer needs it)."""
+    fd = _CLAIMS.pop(ports.slot, None)
+    if fd is not None:
+        os.close(fd)
+
+
 def free_ports(host: str = "127.0.0.1") -> Ports:
-    """Ports of a lab slot other than the default one whose ports are all free right now.
+    """Ports of a lab slot other than the default one whose ports are all free right now,
+    claimed for this process (see :func:`_claim`).
 
     For test and benchmark labs: they never take the default lab's ports (or,
     through the slot, its pod and Service addresses), so both run side by side.
@@ -122,7 +154,7 @@ def free_ports(host: str = "127.0.0.1") -> Ports:
     random.shuffle(slots)
     for slot in slots:
         ports = Ports(slot * 100)
-        if all(free(port) for port in ports.all()):
+        if all(free(port) for port in ports.all()) and _claim(slot):
             return ports
     raise RuntimeError("no free lab slot: every lab port range on this machine is taken")
 

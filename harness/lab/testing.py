@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.lab.build import missing_binaries, rustfs_built
 from harness.lab.cluster import Lab
-from harness.lab.paths import RUSTFS_VERSION, LabPaths, bin_dir, free_ports
+from harness.lab.paths import RUSTFS_VERSION, LabPaths, bin_dir, free_ports, release_slot
 from harness.lab.topology import canonical, needs_rustfs
 
 
@@ -47,10 +47,14 @@ def scratch_lab(root: Path, topology: str = "interim") -> Iterator[Lab]:
     """A fresh lab in ``root``, stopped and removed after; whatever ``root`` held is removed."""
     require_binaries(topology)
     shutil.rmtree(root, ignore_errors=True)
-    lab = Lab(LabPaths(root), topology=topology, ports=free_ports())
-    lab.up(lambda message: None)
+    ports = free_ports()
+    lab = Lab(LabPaths(root), topology=topology, ports=ports)
     try:
-        yield lab
+        lab.up(lambda message: None)
+        try:
+            yield lab
+        finally:
+            lab.down(lambda message: None)
+            shutil.rmtree(root, ignore_errors=True)
     finally:
-        lab.down(lambda message: None)
-        shutil.rmtree(root, ignore_errors=True)
+        release_slot(ports)

@@ -12,9 +12,14 @@ lab slot, so it never touches the default lab (``just demo``) or another module'
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -75,6 +80,10 @@ class Witness:
     def observe(cls, lab: Lab, ours: bool) -> Witness:
         return cls(lab, ours, _lab_pids(lab), _state_etag(lab))
 
+    def baseline(self) -> dict[str, Any]:
+        """What :meth:`changes` compares against, as JSON (shared by the test workers)."""
+        return {"pids": self.pids, "state_key": self.state_key}
+
     def changes(self) -> list[str]:
         found = []
         dead = [pid for pid in self.pids if not pid_alive(pid)]
@@ -101,29 +110,64 @@ def _lab_pids(lab: Lab) -> list[int]:
     return [int(c["pid"]) for c in lab.read_state().get("components", [])] + lab.pod_pids()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def default_slot_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witness]:
-    """Every lab test runs beside a lab on the default slot, which must be untouched after."""
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the test processes of this session meet: pytest-xdist's workers share the
+    parent of their base temporary directories; a single process has its own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[dict[str, Any]]:
+    """The witness's shared book (who uses it, whose lab, the baseline), under a file lock."""
+    with (root / "default-slot.lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        book_path = root / "default-slot.json"
+        book: dict[str, Any] = json.loads(book_path.read_text()) if book_path.exists() else {}
+        yield book
+        book_path.write_text(json.dumps(book))
+
+
+def _first_user(root: Path) -> dict[str, Any]:
+    """Starts (or finds) the default slot's lab for the first worker and writes the baseline."""
     user = Lab(LabPaths(DEFAULT_LAB))
     if user.is_up():
-        witness = Witness.observe(user, ours=False)
-        yield witness
-    elif all(port_free(HOST, port) for port in Ports(0).all()):
-        require_binaries("interim-seaweedfs")
-        lab = Lab(LabPaths(tmp_path_factory.mktemp("default-slot")), "interim-seaweedfs", Ports(0))
-        lab.up(lambda message: None)
-        try:
-            witness = Witness.observe(lab, ours=True)
-            yield witness
-        finally:
-            changes = witness.changes()
-            lab.down(lambda message: None)
-        assert changes == [], "the lab tests touched the default slot's lab: " + "; ".join(changes)
-        return
-    else:
+        return {"dir": str(DEFAULT_LAB), "ours": False, **Witness.observe(user, False).baseline()}
+    if not all(port_free(HOST, port) for port in Ports(0).all()):
         pytest.fail(
             "the default lab slot's ports are taken, but not by this repository's .lab: "
             "stop what holds them (flywheel-chaos lab status / ss -ltnp)"
         )
-    changes = witness.changes()
-    assert changes == [], "the lab tests touched the running default lab: " + "; ".join(changes)
+    require_binaries("interim-seaweedfs")
+    directory = root / "default-slot"
+    lab = Lab(LabPaths(directory), "interim-seaweedfs", Ports(0))
+    lab.up(lambda message: None)
+    return {"dir": str(directory), "ours": True, **Witness.observe(lab, True).baseline()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_slot_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witness]:
+    """Every lab test runs beside a lab on the default slot, which must be untouched after.
+
+    Under pytest-xdist the workers share that one lab: the first to arrive starts it (or finds
+    the user's) and writes the baseline, each compares against it when it is done, and the
+    last to leave stops ours."""
+    root = _shared_root(tmp_path_factory)
+    with _locked(root) as book:
+        if not book.get("users"):
+            book.update(_first_user(root), users=0)
+        book["users"] += 1
+        paths = LabPaths(Path(book["dir"]))
+        lab = Lab(paths, "interim-seaweedfs", Ports(0)) if book["ours"] else Lab(paths)
+        witness = Witness(lab, book["ours"], book["pids"], book["state_key"])
+    try:
+        yield witness
+    finally:
+        with _locked(root) as book:
+            changes = witness.changes()
+            book["users"] -= 1
+            if book["users"] == 0 and witness.ours:
+                lab.down(lambda message: None)
+                book.clear()
+    whose = "the default slot's lab" if witness.ours else "the running default lab"
+    assert changes == [], f"the lab tests touched {whose}: " + "; ".join(changes)
