@@ -332,6 +332,7 @@ def test_old_runs_do_not_count(tmp_path: Path) -> None:
         ((dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(), "is in the future"),
         (dt.datetime.now().replace(microsecond=0).isoformat(), "has no offset"),
     ],
+    ids=["a year ahead", "no offset"],  # stable ids: every test worker collects the same tests
 )
 def test_a_record_from_the_future_or_without_an_offset_blocks_the_row_without_a_crash(
     tmp_path: Path, recorded_at: str, said: str
