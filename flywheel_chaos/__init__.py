@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from flywheel_chaos.kube import lazy
+
 __all__ = ["__version__"]
+
+lazy.install()  # before anything imports kubernetes: see flywheel_chaos.kube.lazy
 
 try:
     __version__ = version("flywheel-chaos")

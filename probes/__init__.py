@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import flywheel_chaos  # noqa: F401  (first: it makes the Kubernetes client import lazily)
+
 __all__ = ["discover"]
 
 
