@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 TIMED_DRAIN = """
 import json, time
 t0 = time.perf_counter()
+import flywheel_chaos  # first, as chaos's import of actions.nodes does: the client stays lazy
 from kubernetes.client import api_client
 calls = []
 call_api = api_client.ApiClient.call_api

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hcl2
-
 from harness.errors import ConfigError
 
 
@@ -82,6 +80,8 @@ def read_backend_config(path: Path) -> BackendSettings:
         raise ConfigError(
             f"cannot read backend config {path}: {exc.strerror}", "check permissions"
         ) from exc
+    import hcl2  # here, not at the top: parsing HCL is the one thing that needs it (30 ms)
+
     try:
         document: dict[str, Any] = hcl2.loads(text)
     except Exception as exc:  # hcl2 raises lark errors of several kinds
