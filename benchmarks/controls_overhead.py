@@ -50,6 +50,49 @@ CONTROLS = [
 ]
 
 
+TIMED_CHAOS = """
+import atexit, json, sys, time
+t0 = time.perf_counter()
+import chaoslib.control as control
+spent = {}
+def timed(name, original):
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            key = name(*args, **kwargs)
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - started
+    return wrapper
+control.validate_python_control = timed(
+    lambda c: f"{c['name']}: import and validate", control.validate_python_control)
+control.initialize_control = timed(
+    lambda c, *a, **k: f"{c['name']}: configure", control.initialize_control)
+control.cleanup_control = timed(lambda c: f"{c['name']}: cleanup", control.cleanup_control)
+control.apply_python_control = timed(
+    lambda level, control, **k: f"{control['name']}: {level}", control.apply_python_control)
+atexit.register(lambda: print("TIMINGS " + json.dumps(
+    {"wall_s": time.perf_counter() - t0, "controls_s": spent}), file=sys.stderr))
+from chaostoolkit.__main__ import cli
+sys.argv = ["chaos", *sys.argv[1:]]
+cli()
+"""
+"""``chaos`` with each control's import and each of its hooks timed (printed on stderr)."""
+
+
+def where_the_time_goes(experiment: Path, env: dict[str, str], work: Path) -> dict[str, float]:
+    """Seconds per control and hook over one ``chaos run`` of ``experiment`` (not profiled:
+    wall time around chaoslib's calls of our control functions)."""
+    result = subprocess.run(
+        [sys.executable, "-c", TIMED_CHAOS, "--log-file", str(work / "timed.log"), "run",
+         "--journal-path", str(work / "timed.journal.json"), str(experiment)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    line = next(x for x in result.stderr.splitlines() if x.startswith("TIMINGS "))
+    timings: dict[str, float] = json.loads(line.removeprefix("TIMINGS "))["controls_s"]
+    return timings
+
+
 def run(experiment: Path, env: dict[str, str], work: Path, name: str) -> tuple[float, float]:
     """Wall seconds of one ``chaos run`` and the journal's own duration."""
     journal = work / f"{name}.journal.json"
@@ -101,6 +144,7 @@ def main() -> int:
                     f"run {index + 1} {side:17s} wall {wall:5.2f} s, chaos duration {duration:5.2f} s",
                     flush=True,
                 )
+        breakdown = [where_the_time_goes(controlled, env, work) for _ in range(3)]
     print(f"median (range) of {args.runs} runs each, order rotated, topology {args.topology}:")
     for side in sides:
         print(f"  {side:17s} wall {statistics.median(walls[side]):5.2f} s "
@@ -112,6 +156,13 @@ def main() -> int:
     )
     print(f"controls' share of the run with them: {(with_ - without) / with_ * 100:.1f} % "
           f"({with_ - without:+.2f} s; target < 10 %)")  # fmt: skip
+    print("where the controls' time goes (median of 3 timed runs with controls, seconds):")
+    for hook in sorted(
+        breakdown[0], key=lambda h: -statistics.median(b.get(h, 0) for b in breakdown)
+    ):
+        seconds = statistics.median(b.get(hook, 0.0) for b in breakdown)
+        if seconds >= 0.005:
+            print(f"  {hook:45s} {seconds:5.3f}")
     return 0
 
 
