@@ -64,17 +64,48 @@ def _leaves(value: Any) -> Iterable[str]:
         yield str(value)
 
 
+REFERENCE_FIELDS = frozenset(
+    {
+        "serviceAccountToken",  # a projected token *request*: audience, expirationSeconds, path
+        "automountServiceAccountToken",
+        "tokenRequests",
+        "secretName",
+        "secretRef",
+        "secretKeyRef",
+        "imagePullSecrets",
+    }
+)
+"""Kubernetes fields whose names look secret but which name or configure one: replaced in
+place like any secret-named field, but what they hold is never learnt as a secret value to
+search for elsewhere (the default projected token's ``expirationSeconds: 3607`` and its
+``path: token`` would otherwise mask every "3607" inside a SHA-256 and every word "token")."""
+
+
 def _secret_leaves(value: Any, key: str = "") -> Iterable[str]:
-    """Leaves under secret-looking keys, anywhere in ``value``."""
+    """String leaves under secret-looking keys, anywhere in ``value`` (what a document teaches
+    the redactor; numbers and booleans there are replaced in place, never searched for)."""
     if isinstance(value, Mapping):
         for name, item in value.items():
+            if str(name) in REFERENCE_FIELDS:
+                continue
             if SECRET_KEY.search(str(name)):
-                yield from _leaves(item)
+                yield from _string_leaves(item)
             else:
                 yield from _secret_leaves(item, str(name))
     elif isinstance(value, list | tuple):
         for item in value:
             yield from _secret_leaves(item, key)
+
+
+def _string_leaves(value: Any) -> Iterable[str]:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _string_leaves(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _string_leaves(item)
+    elif isinstance(value, str):
+        yield value
 
 
 def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -330,3 +330,47 @@ def test_without_the_cluster_steps_objects_the_debug_pod_view_starts_nothing_and
     view = _disk_view("debug-pod", "", "nix-cache", {}, {"pods": []}, "tofu-state", 60.0)
     assert view["collected"] is False and view["debug_pods"] == []
     assert "did not read the claims, volumes, nodes it needs" in view["why"]
+
+
+def test_a_pod_s_projected_token_request_teaches_the_redactor_nothing_that_would_mask_a_digest(
+    tmp_path: Path,
+) -> None:
+    # seen: a record rejected because "3607" (the default projected token's expirationSeconds)
+    # had been learnt as a secret and masked inside the RCA bundle's SHA-256
+    pod = {
+        "spec": {
+            "automountServiceAccountToken": True,
+            "volumes": [
+                {
+                    "name": "kube-api-access",
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        ]
+                    },
+                },
+                {"name": "creds", "secret": {"secretName": "state-credentials"}},
+            ],
+            "containers": [
+                {
+                    "env": [
+                        {
+                            "name": "AWS_SECRET_ACCESS_KEY",
+                            "valueFrom": {"secretKeyRef": {"name": "state-credentials"}},
+                        },
+                        {"name": "x", "value": "y", "password": PLANTED, "pin": 4242},
+                    ]
+                }
+            ],
+        }
+    }
+    redactor = Redactor([])
+    bundle = redactor.document(pod)
+    digest = "1a95ab8dcb70ab00467c4fc2423607df2a0dbbfc0c2fccd4de43a60e4a67eb9f"
+    text = f"rca sha256 {digest}, token path, took 4242 ms, {PLANTED} again"
+    assert redactor.text(text) == f"rca sha256 {digest}, token path, took 4242 ms, *** again"
+    assert redactor.document({"outage_ms": 3607, "n": 4242}) == {"outage_ms": 3607, "n": 4242}
+    # replaced in place all the same: what the bundle shows under a secret-named key goes
+    source = bundle["spec"]["volumes"][0]["projected"]["sources"][0]
+    assert source["serviceAccountToken"] == {"expirationSeconds": "***", "path": "***"}
+    assert bundle["spec"]["containers"][0]["env"][1]["password"] == "***"
