@@ -53,14 +53,17 @@ SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/toke
 """In a pod: the projected service account token in-cluster configuration uses."""
 
 
-def _leaves(value: Any) -> Iterable[str]:
+def _leaves(value: Any, strings_only: bool = False) -> Iterable[str]:
+    """Every scalar leaf of ``value`` as text (flags and nulls aside), or its strings only."""
     if isinstance(value, Mapping):
         for item in value.values():
-            yield from _leaves(item)
+            yield from _leaves(item, strings_only)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _leaves(item)
-    elif value is not None and not isinstance(value, bool):
+            yield from _leaves(item, strings_only)
+    elif isinstance(value, str) or (
+        not strings_only and value is not None and not isinstance(value, bool)
+    ):
         yield str(value)
 
 
@@ -89,23 +92,12 @@ def _secret_leaves(value: Any, key: str = "") -> Iterable[str]:
             if str(name) in REFERENCE_FIELDS:
                 continue
             if SECRET_KEY.search(str(name)):
-                yield from _string_leaves(item)
+                yield from _leaves(item, strings_only=True)
             else:
                 yield from _secret_leaves(item, str(name))
     elif isinstance(value, list | tuple):
         for item in value:
             yield from _secret_leaves(item, key)
-
-
-def _string_leaves(value: Any) -> Iterable[str]:
-    if isinstance(value, Mapping):
-        for item in value.values():
-            yield from _string_leaves(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _string_leaves(item)
-    elif isinstance(value, str):
-        yield value
 
 
 def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
