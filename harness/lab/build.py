@@ -14,13 +14,17 @@ not rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,12 +211,14 @@ def build(
     target = directory or bin_dir()
     target.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    missing = []
     for tool in TOOL_SETS:
         if _is_built(tool, target):
             progress(f"{tool.module_dir}: cached ({', '.join(tool.binaries)} {tool.version})")
             timings[tool.module_dir] = 0.0
-            continue
-        timings[tool.module_dir] = _build_tool(tool, target, progress)
+        else:
+            missing.append(tool)
+    timings.update(_build_concurrently(missing, target, progress))
     if rustfs:
         if rustfs_built(target):
             progress(f"rustfs: cached (rustfs {RUSTFS_VERSION})")
@@ -230,6 +236,27 @@ def build(
         )
     )
     return timings
+
+
+def _build_concurrently(
+    tools: list[Tool], target: Path, progress: Callable[[str], None]
+) -> dict[str, float]:
+    """Build ``tools`` side by side (seconds each, overlapping): one tool's module downloads
+    and single-threaded link steps leave the cores to the others' compiles. When one fails
+    or the build is interrupted, every go build still running is stopped before it raises."""
+    if not tools:
+        return {}
+    with ThreadPoolExecutor(max_workers=len(tools), thread_name_prefix="go-build") as pool:
+        futures = {
+            tool.module_dir: pool.submit(_build_tool, tool, target, progress) for tool in tools
+        }
+        try:
+            return {name: future.result() for name, future in futures.items()}
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            _stop_running_builds()
+            raise
 
 
 def _build_tool(tool: Tool, target: Path, progress: Callable[[str], None]) -> float:
@@ -356,20 +383,53 @@ def _run_logged(
             text=True,
             start_new_session=True,
         )
-        assert process.stdout is not None
-        units, unit = 0, "crates" if what == "rustfs" else "packages"
-        last_report = 0.0
-        for line in process.stdout:
-            log.write(line)
-            if what != "rustfs" or line.strip().startswith("Compiling"):
-                units += 1
-            if time.monotonic() - last_report > 15:
-                last_report = time.monotonic()
-                progress(
-                    f"{what}: {units} {unit}, {time.monotonic() - started:.0f}s "
-                    f"({line.strip()[:60]})"
-                )
-        return process.wait()
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
+        try:
+            assert process.stdout is not None
+            units, unit = 0, "crates" if what == "rustfs" else "packages"
+            last_report = 0.0
+            for line in process.stdout:
+                log.write(line)
+                if what != "rustfs" or line.strip().startswith("Compiling"):
+                    units += 1
+                if time.monotonic() - last_report > 15:
+                    last_report = time.monotonic()
+                    progress(
+                        f"{what}: {units} {unit}, {time.monotonic() - started:.0f}s "
+                        f"({line.strip()[:60]})"
+                    )
+            return process.wait()
+        except BaseException:
+            _stop(process)
+            raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
+
+
+_RUNNING: set[subprocess.Popen[str]] = set()
+"""The builds running now (concurrent go builds): what an interruption or a failure stops."""
+_RUNNING_LOCK = threading.Lock()
+
+
+def _stop(process: subprocess.Popen[str], grace_s: float = 5.0) -> None:
+    """SIGTERM to the build's process group, SIGKILL after ``grace_s``; reaped either way."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _stop_running_builds() -> None:
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        _stop(process)
 
 
 def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:
