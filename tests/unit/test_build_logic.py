@@ -39,4 +39,3 @@ def test_an_interrupted_build_stops_its_whole_process_group_and_keeps_its_log(
         time.sleep(0.05)
     assert not pid_alive(shell) and not pid_alive(sleeper)
     assert "built" in (tmp_path / "build.log").read_text()
-    assert not build._RUNNING
