@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,14 +154,13 @@ def before_experiment_control(
     _install_redaction(redactor)
     if run.lease_refused:
         return
-    # the state key's HEAD and the cluster's posture are independent reads: side by side
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-integrity") as pool:
-        integrity = pool.submit(_state_key, configuration, secrets)
-        target = _target(configuration, secrets)
-        posture = read_target(Target.from_env(state_namespace))
-        run.integrity_before = integrity.result()
+    run.integrity_before = _state_key(configuration, secrets)
+    target = _target(configuration, secrets)
     run.fingerprint = fingerprint(
-        posture, target.get("endpoint", ""), target.get("bucket", ""), target.get("key", "")
+        read_target(Target.from_env(state_namespace)),
+        target.get("endpoint", ""),
+        target.get("bucket", ""),
+        target.get("key", ""),
     )
 
 

@@ -14,11 +14,9 @@ not rebuilt.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -36,6 +34,7 @@ from harness.lab.paths import (
     bin_dir,
     cache_root,
 )
+from harness.processes import stop_pid_group
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = assets.tools()
@@ -209,14 +208,13 @@ def build(
     target = directory or bin_dir()
     target.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    missing = []
+    # in turn: three concurrent go builds on 2 cores took longer (docs/figures.md)
     for tool in TOOL_SETS:
         if _is_built(tool, target):
             progress(f"{tool.module_dir}: cached ({', '.join(tool.binaries)} {tool.version})")
             timings[tool.module_dir] = 0.0
-        else:
-            missing.append(tool)
-    timings.update(_build_in_turn(missing, target, progress))
+            continue
+        timings[tool.module_dir] = _build_tool(tool, target, progress)
     if rustfs:
         if rustfs_built(target):
             progress(f"rustfs: cached (rustfs {RUSTFS_VERSION})")
@@ -234,15 +232,6 @@ def build(
         )
     )
     return timings
-
-
-def _build_in_turn(
-    tools: list[Tool], target: Path, progress: Callable[[str], None]
-) -> dict[str, float]:
-    """Build ``tools`` one after the other (seconds each). In turn, not side by side: three
-    concurrent go builds on 2 cores took longer than the three in a row (measured from an
-    empty cache: see docs/figures.md)."""
-    return {tool.module_dir: _build_tool(tool, target, progress) for tool in tools}
 
 
 def _build_tool(tool: Tool, target: Path, progress: Callable[[str], None]) -> float:
@@ -384,21 +373,10 @@ def _run_logged(
                         f"({line.strip()[:60]})"
                     )
             return process.wait()
-        except BaseException:  # interrupted (Ctrl-C) or failing: no go build left behind
-            _stop(process)
+        except BaseException:  # interrupted (Ctrl-C) or failing: no build left behind
+            stop_pid_group(process.pid, grace_s=5.0)
+            process.wait(timeout=5)
             raise
-
-
-def _stop(process: subprocess.Popen[str], grace_s: float = 5.0) -> None:
-    """SIGTERM to the build's process group, SIGKILL after ``grace_s``; reaped either way."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +109,6 @@ def _claim(slot: int) -> bool:
     """Take slot ``slot``'s lock file for this process (non-blocking), so that two processes
     choosing a free slot at the same moment (parallel test workers, a benchmark beside the
     tests) never both take it; held until :func:`release_slot` or the process exits."""
-    import fcntl
-
     if slot in _CLAIMS:
         return False
     claims = cache_root() / "slots"
