@@ -1,9 +1,10 @@
 """Evidence control: one JSON record per run, and the verdict told to whoever ran it.
 
-Before the experiment it reads the protected state key (HEAD only), records
-the target's fingerprint (:mod:`harness.record.posture`) and puts a redacting
-filter on Chaos Toolkit's log handlers (secrets from the environment, the
-experiment's resolved ``secrets``, boto profiles and the kubeconfig).
+Before the experiment it puts a redacting filter on Chaos Toolkit's log handlers
+(secrets from the environment, the experiment's resolved ``secrets``, boto profiles and
+the kubeconfig), and reads the protected state key (HEAD only) and the target's
+fingerprint (:mod:`harness.record.posture`) while the steady-state hypothesis runs: the
+method waits for both.
 
 After the experiment (after the survival control's summary) it reads the key
 again, decides the verdict (:func:`harness.record.verdict.decide`: survived
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +58,14 @@ chaos_logger = logging.getLogger("chaostoolkit")
 OUTPUT_LIMIT = 16_384
 """Bytes of one fault action's output kept in the record (as JSON); beyond, a bounded summary."""
 
+BEFORE_WAIT_S = 90.0
+"""How long the method waits for the state key and the target to be read before the fault
+(each read has its own shorter timeout: this bounds them all)."""
+
 _installed: list[tuple[logging.Handler, RedactingFilter]] = []
 _redactor: dict[str, Redactor] = {}
+_before: dict[str, Any] = {}
+"""The reader of the target before the fault (``thread``) and what it read."""
 
 
 def after_activity_control(
@@ -154,14 +162,59 @@ def before_experiment_control(
     _install_redaction(redactor)
     if run.lease_refused:
         return
-    run.integrity_before = _state_key(configuration, secrets)
-    target = _target(configuration, secrets)
-    run.fingerprint = fingerprint(
-        read_target(Target.from_env(state_namespace)),
-        target.get("endpoint", ""),
-        target.get("bucket", ""),
-        target.get("key", ""),
+    # read while the steady-state hypothesis runs; the method waits for it (before_method)
+    _before.clear()
+    reader = threading.Thread(
+        target=_read_before,
+        args=(_before, state_namespace, configuration, secrets),
+        name="evidence-before",
+        daemon=True,
     )
+    _before["thread"] = reader
+    reader.start()
+
+
+def _read_before(
+    into: dict[str, Any],
+    state_namespace: str,
+    configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None,
+) -> None:
+    """The state key's HEAD and the target's fingerprint, as they are before the fault."""
+    try:
+        into["integrity_before"] = _state_key(configuration, secrets)
+        target = _target(configuration, secrets)
+        into["fingerprint"] = fingerprint(
+            read_target(Target.from_env(state_namespace)),
+            target.get("endpoint", ""),
+            target.get("bucket", ""),
+            target.get("key", ""),
+        )
+    except Exception as exc:  # as chaoslib would: said, and the record says it is missing
+        logger.error("reading the target before the fault failed: %r", exc)
+        into["error"] = repr(exc)
+
+
+def _join_before() -> None:
+    """Wait (at most :data:`BEFORE_WAIT_S`) for what was read before the fault, into the run."""
+    reader = _before.pop("thread", None)
+    if reader is None:
+        return
+    reader.join(timeout=BEFORE_WAIT_S)
+    run = current_run()
+    if reader.is_alive():
+        why = f"the state key and the target were not read within {BEFORE_WAIT_S:.0f} s"
+        logger.error("%s: the record says they are unknown", why)
+        run.integrity_before = {"ok": False, "error": why}
+        run.fingerprint = {"error": why}
+        return
+    run.integrity_before = _before.get("integrity_before")
+    run.fingerprint = _before.get("fingerprint")
+
+
+def before_method_control(context: Any, **kwargs: Any) -> None:
+    """The fault waits until the state key and the target have been read as they were."""
+    _join_before()
 
 
 def _bounded(output: Any) -> Any:
@@ -240,6 +293,7 @@ def after_experiment_control(
     secrets: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
+    _join_before()  # a run that never reached its method (its hypothesis failed)
     redactor = _redactor.pop("run", None) or Redactor.from_context(secrets)
     told = Recording(fault, target_node, proof, state_namespace, rca, rca_after)
     try:

@@ -79,6 +79,10 @@ class Prober:
     errors: int = 0
     """Samples lost to errors of the prober's own (not answers or failures of the server)."""
     _last: dict[str, bool] = field(default_factory=dict)
+    _wake: dict[str, threading.Event] = field(
+        default_factory=lambda: {"head": threading.Event(), "canary": threading.Event()}
+    )
+    """Set to end a loop's pause at once: :meth:`wait_samples` with ``hurry``, and stopping."""
 
     def _client(self, kind: str) -> Any:
         # the probes' client factory, with the prober's shorter bounds and no retries
@@ -142,7 +146,9 @@ class Prober:
                 next_at = time.monotonic() + self.head_interval_s
             else:
                 next_at = max(next_at + interval, time.monotonic())
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
+            wake = self._wake[kind]
+            if wake.wait(max(0.0, next_at - time.monotonic())):
+                wake.clear()  # woken (a hurried wait, or the stop checked at the loop's top)
 
     def _canary(self, client: Any, steps: list[tuple[float, float]]) -> float:
         """Write a canary, read it back and compare; ``steps`` gets each request's start.
@@ -172,6 +178,8 @@ class Prober:
     def start(self, restart: bool = False) -> None:
         if not restart:
             self.started_at = time.time()
+        for wake in self._wake.values():
+            wake.clear()
         for kind, interval in (("head", self.head_interval_s), ("canary", self.canary_interval_s)):
             thread = threading.Thread(
                 target=self._loop, args=(kind, interval), name=f"prober-{kind}", daemon=True
@@ -181,6 +189,8 @@ class Prober:
 
     def _halt(self) -> None:
         self._stop.set()
+        for wake in self._wake.values():
+            wake.set()
         for thread in self._threads:
             thread.join(timeout=self.request_timeout_s + 2)
         self._threads = []
@@ -215,10 +225,16 @@ class Prober:
         with self._lock:
             return list(self.samples)
 
-    def wait_samples(self, head: int, canary: int, since: float, within_s: float) -> bool:
+    def wait_samples(
+        self, head: int, canary: int, since: float, within_s: float, hurry: bool = False
+    ) -> bool:
         """Wait until ``head`` HEAD and ``canary`` canary samples that started at or after
         ``since`` (a ``time.time()``) have been taken, at most ``within_s``; whether they were.
-        What a baseline or a tail needs is samples, not a fixed pause."""
+        What a baseline or a tail needs is samples, not a fixed pause.
+
+        With ``hurry`` the loops still owed samples take them at once, one after another,
+        instead of at their next interval: a tail after the run needs samples begun after
+        it, not samples spread over time (the steady sampling before it watched the run)."""
         deadline = time.monotonic() + within_s
         while True:
             taken = self.snapshot()
@@ -228,7 +244,11 @@ class Prober:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(min(0.02, self.head_interval_s / 4))
+            if hurry:
+                for kind, owed in (("head", heads < head), ("canary", canaries < canary)):
+                    if owed:
+                        self._wake[kind].set()
+            time.sleep(0.005 if hurry else min(0.02, self.head_interval_s / 4))
 
 
 def _close_after_answer(request: Any, **kwargs: Any) -> None:

@@ -146,3 +146,26 @@ def test_an_outage_still_open_when_sampling_would_stop_is_measured_to_its_end(
     # it closed when the service came back (the canary sampled as often as HEAD while down),
     # not at the next once-a-second canary
     assert abs(window["end"] - came_back) < 0.5, window
+
+
+def test_a_hurried_wait_takes_the_owed_heads_at_once_instead_of_at_their_interval(
+    seaweed: SeaweedS3, authority_env: dict[str, str]
+) -> None:
+    # a HEAD every 2 s: two more at their interval would take 2-4 s
+    prober = Prober(load_authority(), head_interval_s=2.0, canary_interval_s=30)
+    prober.start()
+    try:
+        assert prober.wait_samples(head=1, canary=0, since=prober.started_at, within_s=5)
+        since = time.time()
+        assert not prober.wait_samples(head=2, canary=0, since=since, within_s=0.5)
+        since = time.time()
+        started = time.monotonic()
+        assert prober.wait_samples(head=2, canary=0, since=since, within_s=1.5, hurry=True)
+        hurried_s = time.monotonic() - started
+    finally:
+        prober.stop()
+    assert hurried_s < 1.0
+    heads = [s for s in prober.snapshot() if s.kind == "head" and s.at >= since]
+    assert len(heads) >= 2 and all(s.ok for s in heads)
+    # stopping wakes a loop in its pause at once too (no 2 s wait for the next interval)
+    assert prober.stopped_at - since < 1.5
