@@ -133,25 +133,17 @@ def fast_linker_flags() -> str:
     return ""
 
 
-def parallel_frontend_flags(nightly: bool, cores: int) -> str:
-    """``-Z threads=N`` (rustc's parallel front end, nightly only) when there are cores to share.
+def rustfs_build_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment ``cargo install`` runs in: the profile, and a fast linker when present.
 
-    The last crates of RustFS (``rustfs`` itself: 17 min of type checking before its metadata,
-    then its code generation) compile alone on the critical path, one core busy and the other
-    idle: the parallel front end lets one crate use both."""
-    return f"-Z threads={cores}" if nightly and cores > 1 else ""
-
-
-def rustfs_build_env(
-    base: dict[str, str], *, nightly: bool = False, cores: int = 1
-) -> dict[str, str]:
-    """The environment ``cargo install`` runs in: the profile, a fast linker when present, and
-    the parallel front end on a nightly toolchain."""
+    Not here: rustc's parallel front end (``-Z threads=2``, nightly). Tried on this machine's
+    2 cores from an empty target directory, unloaded: the 810 dependencies took 37.7 min
+    (33.8 min without it) and the ``rustfs`` crate alone had run 29 min, still in code
+    generation, when the build was stopped at 66.9 min; see docs/figures.md."""
     env = {**base, **RUSTFS_PROFILE, "CARGO_TERM_COLOR": "never"}
-    extra = [fast_linker_flags(), parallel_frontend_flags(nightly, cores)]
-    flags = " ".join([base.get("RUSTFLAGS", ""), *extra]).split()
+    flags = fast_linker_flags()
     if flags:
-        env["RUSTFLAGS"] = " ".join(flags)
+        env["RUSTFLAGS"] = f"{base.get('RUSTFLAGS', '')} {flags}".strip()
     return env
 
 
@@ -323,30 +315,18 @@ def rustfs_built(directory: Path | None = None) -> bool:
     return path.exists() and rustfs_version(path) == f"rustfs {RUSTFS_VERSION}"
 
 
-def _rustc_version_line(toolchain: str) -> str:
-    """``rustc [+toolchain] --version``'s output, empty when it cannot run."""
+def _rustc_version(toolchain: str) -> tuple[int, int] | None:
     rustc = shutil.which("rustc") or str(Path.home() / ".cargo" / "bin" / "rustc")
     argv = [rustc, f"+{toolchain}", "--version"] if toolchain else [rustc, "--version"]
     try:
-        return subprocess.run(
-            argv, capture_output=True, text=True, timeout=30, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-
-
-def _rustc_version(toolchain: str) -> tuple[int, int] | None:
-    parts = _rustc_version_line(toolchain).split()
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False).stdout
+    except OSError:
+        return None
+    parts = out.split()
     if len(parts) < 2:
         return None
     major, minor = parts[1].split(".")[:2]
     return int(major), int(minor)
-
-
-def _is_nightly(toolchain: str) -> bool:
-    """Whether that toolchain's rustc accepts ``-Z`` flags (a nightly or dev build)."""
-    line = _rustc_version_line(toolchain)
-    return "-nightly" in line or "-dev" in line
 
 
 def _toolchain() -> str:
@@ -424,8 +404,7 @@ def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:
         progress(f"rustfs: cached in {root}")
         return 0.0
     toolchain = _toolchain()
-    cores = os.cpu_count() or 2
-    env = rustfs_build_env(dict(os.environ), nightly=_is_nightly(toolchain), cores=cores)
+    env = rustfs_build_env(dict(os.environ))
     argv = [
         cargo,
         *([f"+{toolchain}"] if toolchain else []),
@@ -441,16 +420,14 @@ def build_rustfs(target: Path, progress: Callable[[str], None]) -> float:
         "--target-dir",
         str(cache / "target"),
         "-j",
-        str(cores),
+        str(os.cpu_count() or 2),
         # cargo's report of where the time went (target/cargo-timings/), for the figures page
         "--timings",
     ]
     started = time.monotonic()
-    linker = env.get("RUSTFLAGS", "").rpartition("-fuse-ld=")[2].split(" ")[0] or "system linker"
-    threads = "parallel front end" if "-Z threads=" in env.get("RUSTFLAGS", "") else "one thread"
+    linker = env.get("RUSTFLAGS", "").rpartition("-fuse-ld=")[2] or "system linker"
     progress(
-        f"rustfs: cargo install rustfs {RUSTFS_VERSION} "
-        f"({toolchain or 'stable'}, {linker}, {threads}) ..."
+        f"rustfs: cargo install rustfs {RUSTFS_VERSION} ({toolchain or 'stable'}, {linker}) ..."
     )
     log_path = target / "build-rustfs.log"
     code = _run_logged(argv, env, log_path, progress, started)

@@ -39,26 +39,3 @@ def test_an_interrupted_build_stops_its_whole_process_group_and_keeps_its_log(
         time.sleep(0.05)
     assert not pid_alive(shell) and not pid_alive(sleeper)
     assert "built" in (tmp_path / "build.log").read_text()
-
-
-def test_a_nightly_toolchain_on_two_cores_gets_the_parallel_front_end_beside_the_user_s_flags(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(build, "fast_linker_flags", lambda: "-C link-arg=-fuse-ld=mold")
-    env = build.rustfs_build_env({"RUSTFLAGS": "-C target-cpu=native"}, nightly=True, cores=2)
-    assert env["RUSTFLAGS"].split() == [
-        "-C", "target-cpu=native", "-C", "link-arg=-fuse-ld=mold", "-Z", "threads=2"
-    ]  # fmt: skip
-    assert env["CARGO_PROFILE_RELEASE_OPT_LEVEL"] == "1"
-
-
-def test_stable_or_one_core_gets_no_z_flag_and_no_flags_means_no_rustflags(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(build, "fast_linker_flags", lambda: "")
-    assert "RUSTFLAGS" not in build.rustfs_build_env({}, nightly=False, cores=2)
-    assert "RUSTFLAGS" not in build.rustfs_build_env({}, nightly=True, cores=1)
-    assert (
-        "-Z"
-        not in build.rustfs_build_env({"RUSTFLAGS": "-C x"}, nightly=False, cores=8)["RUSTFLAGS"]
-    )
