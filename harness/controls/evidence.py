@@ -27,6 +27,7 @@ the run exit non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -36,7 +37,7 @@ from typing import Any
 from flywheel_chaos import settings
 from flywheel_chaos.s3.authority import ConfigurationError, load_authority
 from flywheel_chaos.s3.checks import check_state_key
-from flywheel_chaos.s3.client import activity_authority
+from flywheel_chaos.s3.client import activity_authority, s3_client
 from flywheel_chaos.s3.errors import StateAuthorityError
 from harness.controls import current_run
 from harness.record.evidence import (
@@ -46,7 +47,6 @@ from harness.record.evidence import (
     new_record,
 )
 from harness.record.posture import Target, fingerprint, read_target
-from harness.record.rca import collect
 from harness.record.recorder import record
 from harness.record.redact import RedactingFilter, Redactor
 from harness.record.verdict import RULES_VERSION, FaultEffect, decide, fault_effect, workload_uids
@@ -88,6 +88,8 @@ def after_activity_control(
     key = str(objects[0].get("key") or "") if isinstance(objects, list) and objects else ""
     redactor = _redactor.get("run") or Redactor.from_context(secrets)
     try:
+        from harness.record.rca import collect  # only for a bundle: not every run's import
+
         authority = load_authority(configuration=configuration, secrets=secrets)
         authority = authority.with_overrides(bucket=bucket, key=key)
         bundle = collect(
@@ -162,6 +164,10 @@ def before_experiment_control(
     _install_redaction(redactor)
     if run.lease_refused:
         return
+    # the S3 client made here, not in the reader beside the probes' (see Prober.start); what
+    # is wrong with the configuration, if anything, the reader says in the record
+    with contextlib.suppress(StateAuthorityError, ValueError):
+        s3_client(activity_authority(configuration=configuration, secrets=secrets))
     # read while the steady-state hypothesis runs; the method waits for it (before_method)
     _before.clear()
     reader = threading.Thread(
@@ -504,6 +510,8 @@ def _rca(
 ) -> dict[str, Any] | None:
     """An RCA bundle beside the evidence for a run that did not survive (bounded, never fails)."""
     try:
+        from harness.record.rca import collect  # a run that survived never imports it
+
         authority = load_authority(configuration=configuration, secrets=secrets)
         directory = evidence_dir()
         bundle = collect(

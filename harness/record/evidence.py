@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-import jsonschema
 
 from flywheel_chaos import settings
 from harness.record.redact import REDACTED, Redactor, known_secrets
@@ -110,10 +109,23 @@ def _schema(name: str = SCHEMA) -> dict[str, Any]:
     return loaded
 
 
+class SchemaViolation(ValueError):
+    """A document that breaks its schema: the error jsonschema matches best, and where."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
 @functools.cache
 def _validator(name: str) -> Any:
     """The schema's validator, checked and built once (``jsonschema.validate`` re-checks the
-    schema itself on every call: 30 ms a record, most of ``verify``'s time)."""
+    schema itself on every call: 30 ms a record, most of ``verify``'s time). jsonschema is
+    imported here, not with the module: 80 ms that a run whose record the compiled schema
+    accepts never needs."""
+    import jsonschema
+
     schema = _schema(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -165,8 +177,8 @@ def _compiled(name: str) -> Any:
 
 
 def validate(document: Any, name: str) -> None:
-    """Raise the best-matching ``jsonschema.ValidationError`` when ``document`` breaks schema
-    ``name`` (``KeyError`` for an unknown schema), as ``jsonschema.validate`` would.
+    """Raise :class:`SchemaViolation` (jsonschema's best-matching error) when ``document``
+    breaks schema ``name`` (``KeyError`` for an unknown schema).
 
     A record the compiled schema accepts is valid; one it refuses is judged (and its
     error worded) by jsonschema, which has the last word."""
@@ -177,9 +189,12 @@ def validate(document: Any, name: str) -> None:
             return
         except fastjsonschema.JsonSchemaException:
             pass
+    import jsonschema.exceptions
+
     error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document))
     if error is not None:
-        raise error
+        where = "/".join(str(p) for p in error.absolute_path) or "/"
+        raise SchemaViolation(error.message, where) from error
 
 
 def canonical(document: Any) -> bytes:
@@ -297,10 +312,10 @@ def write_record(
             document["signature"] = signer.sign(document["record_sha256"])
         try:
             validate(document, str(document.get("schema", SCHEMA)))
-        except (jsonschema.ValidationError, KeyError) as exc:
+        except (SchemaViolation, KeyError) as exc:
             reason = (
-                f"schema: {exc.message} at {'/'.join(str(p) for p in exc.absolute_path) or '/'}"
-                if isinstance(exc, jsonschema.ValidationError)
+                f"schema: {exc.message} at {exc.path}"
+                if isinstance(exc, SchemaViolation)
                 else f"unknown schema {document.get('schema')!r}"
             )
             raise _reject(target, name, document, journal_bytes, reason) from exc
@@ -354,7 +369,7 @@ def verify(directory: Path | None = None, verifier: Verifier | None = None) -> l
             else:
                 try:
                     validate(record, schema_name)
-                except jsonschema.ValidationError as exc:
+                except SchemaViolation as exc:
                     problems.append(f"schema: {exc.message}")
             if canonical(record) != data:
                 problems.append("not in canonical form (edited by hand?)")
