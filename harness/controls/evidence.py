@@ -64,8 +64,9 @@ BEFORE_WAIT_S = 90.0
 
 _installed: list[tuple[logging.Handler, RedactingFilter]] = []
 _redactor: dict[str, Redactor] = {}
-_before: dict[str, Any] = {}
-"""The reader of the target before the fault (``thread``) and what it read."""
+_before: dict[str, tuple[threading.Thread, dict[str, Any]]] = {}
+"""The run's reader of the target before the fault, and what it read (its own dict: a reader
+that overran its wait can never write into a later run's)."""
 
 
 def after_activity_control(
@@ -169,14 +170,14 @@ def before_experiment_control(
     with contextlib.suppress(StateAuthorityError, ValueError):
         s3_client(activity_authority(configuration=configuration, secrets=secrets))
     # read while the steady-state hypothesis runs; the method waits for it (before_method)
-    _before.clear()
+    read: dict[str, Any] = {}
     reader = threading.Thread(
         target=_read_before,
-        args=(_before, state_namespace, configuration, secrets),
+        args=(read, state_namespace, configuration, secrets),
         name="evidence-before",
         daemon=True,
     )
-    _before["thread"] = reader
+    _before["run"] = (reader, read)
     reader.start()
 
 
@@ -196,26 +197,26 @@ def _read_before(
             target.get("bucket", ""),
             target.get("key", ""),
         )
-    except Exception as exc:  # as chaoslib would: said, and the record says it is missing
+    except Exception as exc:  # said, as chaoslib would have; the record then has no fingerprint
         logger.error("reading the target before the fault failed: %r", exc)
-        into["error"] = repr(exc)
 
 
 def _join_before() -> None:
     """Wait (at most :data:`BEFORE_WAIT_S`) for what was read before the fault, into the run."""
-    reader = _before.pop("thread", None)
-    if reader is None:
+    started = _before.pop("run", None)
+    if started is None:
         return
+    reader, read = started
     reader.join(timeout=BEFORE_WAIT_S)
     run = current_run()
     if reader.is_alive():
-        why = f"the state key and the target were not read within {BEFORE_WAIT_S:.0f} s"
+        why = f"the state key and the target were not read within {BEFORE_WAIT_S:g} s"
         logger.error("%s: the record says they are unknown", why)
         run.integrity_before = {"ok": False, "error": why}
         run.fingerprint = {"error": why}
         return
-    run.integrity_before = _before.get("integrity_before")
-    run.fingerprint = _before.get("fingerprint")
+    run.integrity_before = read.get("integrity_before")
+    run.fingerprint = read.get("fingerprint")
 
 
 def before_method_control(context: Any, **kwargs: Any) -> None:

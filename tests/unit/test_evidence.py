@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -372,3 +373,37 @@ def test_a_pod_s_projected_token_request_teaches_the_redactor_nothing_that_would
     source = bundle["spec"]["volumes"][0]["projected"]["sources"][0]
     assert source["serviceAccountToken"] == {"expirationSeconds": "***", "path": "***"}
     assert bundle["spec"]["containers"][0]["env"][1]["password"] == "***"
+
+
+def test_a_target_read_that_overruns_its_wait_leaves_the_fingerprint_unknown_not_stale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from harness.controls import current_run
+    from harness.controls import evidence as control
+
+    release = threading.Event()
+
+    def stuck(into: dict[str, object], *args: object) -> None:
+        release.wait(5)
+        into["fingerprint"] = {"endpoint": "read too late"}
+
+    monkeypatch.setattr(control, "_read_before", stuck)
+    monkeypatch.setattr(control, "BEFORE_WAIT_S", 0.2)
+    monkeypatch.setattr(control, "s3_client", lambda authority: None)
+    monkeypatch.setattr(control, "activity_authority", lambda **kwargs: None)
+    run = current_run(reset=True)
+    try:
+        control.before_experiment_control({}, fault="pod-delete")
+        control.before_method_control({})
+        assert run.fingerprint is not None and "not read within 0.2 s" in run.fingerprint["error"]
+        assert run.integrity_before is not None and run.integrity_before["ok"] is False
+        release.set()
+        time.sleep(0.1)
+        control.before_method_control({})  # a second wait finds nothing left to join
+        assert "error" in run.fingerprint  # the late read never lands in the run
+    finally:
+        release.set()
+        control._remove_redaction()
+        current_run(reset=True)
