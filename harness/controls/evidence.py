@@ -27,7 +27,6 @@ the run exit non-zero.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -37,7 +36,7 @@ from typing import Any
 from flywheel_chaos import settings
 from flywheel_chaos.s3.authority import ConfigurationError, load_authority
 from flywheel_chaos.s3.checks import check_state_key
-from flywheel_chaos.s3.client import activity_authority, s3_client
+from flywheel_chaos.s3.client import activity_authority
 from flywheel_chaos.s3.errors import StateAuthorityError
 from harness.controls import current_run
 from harness.record.evidence import (
@@ -165,10 +164,6 @@ def before_experiment_control(
     _install_redaction(redactor)
     if run.lease_refused:
         return
-    # the S3 client made here, not in the reader beside the probes' (see Prober.start); what
-    # is wrong with the configuration, if anything, the reader says in the record
-    with contextlib.suppress(StateAuthorityError, ValueError):
-        s3_client(activity_authority(configuration=configuration, secrets=secrets))
     # read while the steady-state hypothesis runs; the method waits for it (before_method)
     read: dict[str, Any] = {}
     reader = threading.Thread(
@@ -197,8 +192,11 @@ def _read_before(
             target.get("bucket", ""),
             target.get("key", ""),
         )
-    except Exception as exc:  # said, as chaoslib would have; the record then has no fingerprint
-        logger.error("reading the target before the fault failed: %r", exc)
+    except Exception as exc:  # said; the record then says the target is unknown (not counted)
+        why = f"reading the target before the fault failed: {exc!r}"
+        logger.error("%s", why)
+        into.setdefault("integrity_before", {"ok": False, "error": why})
+        into["fingerprint"] = {"error": why}
 
 
 def _join_before() -> None:

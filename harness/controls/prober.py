@@ -83,7 +83,6 @@ class Prober:
         default_factory=lambda: {"head": threading.Event(), "canary": threading.Event()}
     )
     """Set to end a loop's pause at once: :meth:`wait_samples` with ``hurry``, and stopping."""
-    _clients: dict[str, Any] = field(default_factory=dict)
 
     def _client(self, kind: str) -> Any:
         # the probes' client factory, with the prober's shorter bounds and no retries
@@ -110,7 +109,8 @@ class Prober:
         with self._lock:
             return not all(self._last.values()) if self._last else False
 
-    def _loop(self, kind: str, interval: float, client: Any) -> None:
+    def _loop(self, kind: str, interval: float) -> None:
+        client = self._client(kind)
         next_at = time.monotonic()
         while not self._stop.is_set():
             started_wall, started = time.time(), time.monotonic()
@@ -180,17 +180,9 @@ class Prober:
             self.started_at = time.time()
         for wake in self._wake.values():
             wake.clear()
-        # the clients are made here, one after the other, not in the threads: two threads
-        # making botocore's first clients at once (or one beside the caller's probes) each
-        # parse the S3 service model, since botocore caches it only once one has finished
-        if not self._clients:
-            self._clients = {kind: self._client(kind) for kind in ("head", "canary")}
         for kind, interval in (("head", self.head_interval_s), ("canary", self.canary_interval_s)):
             thread = threading.Thread(
-                target=self._loop,
-                args=(kind, interval, self._clients[kind]),
-                name=f"prober-{kind}",
-                daemon=True,
+                target=self._loop, args=(kind, interval), name=f"prober-{kind}", daemon=True
             )
             thread.start()
             self._threads.append(thread)

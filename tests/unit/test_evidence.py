@@ -391,8 +391,6 @@ def test_a_target_read_that_overruns_its_wait_leaves_the_fingerprint_unknown_not
 
     monkeypatch.setattr(control, "_read_before", stuck)
     monkeypatch.setattr(control, "BEFORE_WAIT_S", 0.2)
-    monkeypatch.setattr(control, "s3_client", lambda authority: None)
-    monkeypatch.setattr(control, "activity_authority", lambda **kwargs: None)
     run = current_run(reset=True)
     try:
         control.before_experiment_control({}, fault="pod-delete")
