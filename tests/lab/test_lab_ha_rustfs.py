@@ -67,13 +67,16 @@ def test_each_member_restart_keeps_reads_and_writes_working(
         "the prober to see the authority serving again",
     )
     time.sleep(1.0)
-    prober.stop()
+    # as the survival control does: stop once no window is open (a member that rejoins can
+    # cost a second short window after the first closed; seen once in CI, 2026-12-02)
+    closed = prober.finish(time.monotonic() + 60)
     summary = summarize(prober.snapshot(), prober.started_at, prober.stopped_at, budget_ms=60_000)
     print(
-        f"{node}: longest outage {summary['longest_outage_ms']} ms, errors {summary['error_classes']}"
+        f"{node}: longest outage {summary['longest_outage_ms']} ms, errors {summary['error_classes']},"
+        f" windows {[(w['ms'], w['errors'], w['open']) for w in summary['outages']]}"
     )
     assert summary["state_key_missing"] == 0
-    assert summary["canary_samples"] > 0 and summary["recovered"] is True
+    assert closed and summary["canary_samples"] > 0 and summary["recovered"] is True
 
 
 def test_a_drain_of_bumble_is_survived_or_fails_only_on_the_known_503_after_it(
