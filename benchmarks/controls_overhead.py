@@ -145,7 +145,9 @@ def floor(env: dict[str, str], rounds: int) -> tuple[float, dict[str, float]]:
         [sys.executable, "-c", PROBER_CPU, str(rounds)],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=60 + 10 * rounds,
     )  # fmt: skip
-    line = next(x for x in result.stdout.splitlines() if x.startswith("PROBER "))
+    line = next((x for x in result.stdout.splitlines() if x.startswith("PROBER ")), None)
+    if line is None:
+        raise SystemExit(f"the prober's CPU was not measured: {result.stderr[-2000:]}")
     prober = json.loads(line.removeprefix("PROBER "))
     for index, sample in enumerate(prober):
         print(f"  prober round {index + 1}: {sample['samples']} samples in 5 s, "
@@ -155,11 +157,14 @@ def floor(env: dict[str, str], rounds: int) -> tuple[float, dict[str, float]]:
     for what, modules in FLOOR_IMPORTS.items():
         spent = []
         for _ in range(5):
-            out = subprocess.run(
+            timed = subprocess.run(
                 [sys.executable, "-c", IMPORT_CPU, modules],
                 env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
-            ).stdout  # fmt: skip
-            spent.append(float(next(x for x in out.splitlines() if x.startswith("IMPORT "))[7:]))
+            )  # fmt: skip
+            found = [x for x in timed.stdout.splitlines() if x.startswith("IMPORT ")]
+            if not found:
+                raise SystemExit(f"importing {modules} was not timed: {timed.stderr[-2000:]}")
+            spent.append(float(found[0].removeprefix("IMPORT ")))
         imports[what] = statistics.median(spent)
         print(f"  importing {what}: {imports[what]:.1f} ms CPU (median of 5: {spent})")
     return statistics.median(x["cpu_ms_per_s"] for x in prober), imports
